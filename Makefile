@@ -1,0 +1,37 @@
+# Quick start: `make run` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.PHONY: run test install install-dev bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	@touch $@
+
+# torch==2.13.0 is pinned exactly so pip takes the CPU wheel, never a CUDA build.
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q 'torch==2.13.0' || echo "torch 2.13.0 not installable here: torch backend tests will be skipped"
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: $(VENV)/.installed
+	$(BIN)/telerad serve --config config/demo.toml --load-samples
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_receive.py
+	$(BIN)/python benchmarks/bench_triage.py
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,1 @@
+"""The DICOM gateway: receive, store durably, index, detect complete series, route."""

@@ -1,0 +1,134 @@
+"""``telerad serve``: the DICOM gateway and the web service in one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from telerad.cliutil import ArgumentParser, add_common_args, configure_logging, run_cli, settings_from_args
+
+log = logging.getLogger("telerad.serve")
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="telerad serve", description="Run the DICOM gateway (C-STORE/C-ECHO SCP) and the web service.")
+    add_common_args(p)
+    p.add_argument("--dicom-port", type=int, help="DICOM port (setting dicom.port, default 11112)")
+    p.add_argument("--http-port", type=int, help="HTTP port (setting http.port, default 8080)")
+    p.add_argument("--ae-title", help="our AE title (setting dicom.ae_title, default TELERAD)")
+    p.add_argument("--accept-any-ae", action="store_true", default=None,
+                   help="development only: accept associations from any calling AE title")
+    p.add_argument("--load-samples", action="store_true",
+                   help="on first start, push the bundled sample studies in through the DICOM port")
+    p.add_argument("--no-http", action="store_true", help="run only the DICOM gateway")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    def body() -> int:
+        args = build_parser().parse_args(argv)
+        settings = settings_from_args(
+            args,
+            **{
+                "dicom.port": args.dicom_port,
+                "http.port": args.http_port,
+                "dicom.ae_title": args.ae_title,
+                "dicom.accept_any_ae": args.accept_any_ae,
+            },
+        )
+        configure_logging(settings.log_level)
+        from pacs_gateway.service import Gateway
+
+        gateway = Gateway(settings)
+        gateway.start()
+        try:
+            if args.load_samples:
+                threading.Thread(target=_load_samples, args=(gateway,), name="samples", daemon=True).start()
+            _banner(settings)
+            if args.no_http:
+                _wait_for_signal()
+            else:
+                _run_http(gateway)
+        finally:
+            log.info("shutting down")
+            gateway.stop()
+        return 0
+
+    return run_cli("telerad serve", body)
+
+
+def _run_http(gateway) -> None:
+    import uvicorn
+
+    from viewer.main import create_app
+
+    s = gateway.settings
+    app = create_app(gateway.sessions, ready=lambda: gateway.server is not None)
+    config = uvicorn.Config(app, host=s.http.bind, port=s.http.port, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        from telerad.errors import ConfigError
+
+        raise ConfigError(f"setting 'http.port': cannot listen on {s.http.bind}:{s.http.port} (is it in use?)")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def _banner(settings) -> None:
+    host = "127.0.0.1" if settings.http.bind in ("0.0.0.0", "::") else settings.http.bind
+    data = settings.data_dir
+    print(
+        "\n".join(
+            [
+                "telerad is running.",
+                f"  DICOM:   AE title {settings.dicom.ae_title} on port {settings.dicom.port} (C-STORE, C-ECHO)",
+                f"  Web:     http://{host}:{settings.http.port}/healthz",
+                f"  API:     http://{host}:{settings.http.port}/api/studies",
+                f"  Studies: telerad studies --data-dir {data}",
+                f"  Clinics: telerad clinic list --data-dir {data}",
+                "Press Ctrl+C to stop.",
+            ]
+        ),
+        flush=True,
+    )
+
+
+def _load_samples(gateway) -> None:
+    """Push the bundled sample studies through our own DICOM port, once per data dir."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from pacs_gateway.index.models import Setting
+    from pacs_gateway.scu import expand_paths, inspect_file, send_files
+
+    with gateway.sessions() as s:
+        if s.execute(select(Setting).where(Setting.key == "samples_loaded")).scalar_one_or_none():
+            return
+    try:
+        from sample_dicom.bundled import ensure_sample_studies
+
+        folders = ensure_sample_studies(gateway.settings.data_dir / "samples")
+        clinics = gateway.clinics.list()
+        calling = clinics[0].ae_title if clinics else "TELERAD"
+        total = 0
+        for folder in folders:
+            infos = [inspect_file(p) for p in expand_paths([folder])]
+            results = send_files(infos, "127.0.0.1", gateway.settings.dicom.port, gateway.settings.dicom.ae_title, calling)
+            total += sum(r.ok for r in results)
+        with gateway.sessions.begin() as s:
+            s.merge(Setting(key="samples_loaded", value=str(total), updated_at=datetime.now(timezone.utc)))
+        print(f"Loaded {total} sample image(s) from {len(folders)} bundled stud(ies) through DICOM, as clinic AE '{calling}'.",
+              flush=True)
+    except Exception as exc:  # the service keeps running without samples
+        log.error("could not load the sample studies: %s", exc)
+        print(f"telerad serve: could not load the sample studies: {exc}", file=sys.stderr, flush=True)

@@ -1,0 +1,168 @@
+"""Header reading and structural checks on received bytes, with no pixel decoding.
+
+The association thread must not decode pixels, yet must refuse a data set whose
+elements run past the end of what arrived (pydicom reads such data silently).
+``check_structure`` walks the element headers only: tags and lengths, recursing
+into undefined-length sequences and encapsulated pixel data.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from pacs_gateway import status
+from pacs_gateway.errors import BadDataset
+
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _Walker:
+    def __init__(self, buf: bytes, implicit: bool, little: bool):
+        self.buf, self.implicit, self.end = buf, implicit, "<" if little else ">"
+
+    def _u32(self, pos: int) -> int:
+        if pos + 4 > len(self.buf):
+            raise _Truncated(pos)
+        return struct.unpack_from(self.end + "I", self.buf, pos)[0]
+
+    def _tag(self, pos: int) -> int:
+        if pos + 4 > len(self.buf):
+            raise _Truncated(pos)
+        g, e = struct.unpack_from(self.end + "HH", self.buf, pos)
+        return (g << 16) | e
+
+    def elements(self, pos: int, stop: int | None, implicit: bool) -> int:
+        """Walk elements from ``pos`` to ``stop`` (or to an item delimiter when None)."""
+        limit = len(self.buf) if stop is None else stop
+        while pos < limit:
+            tag = self._tag(pos)
+            if tag == _ITEM_END:
+                return pos + 8
+            if implicit or (tag >> 16) == 0xFFFE:
+                vr, length, pos = b"", self._u32(pos + 4), pos + 8
+            else:
+                vr = self.buf[pos + 4 : pos + 6]
+                if len(vr) < 2:
+                    raise _Truncated(pos)
+                if vr in _LONG_VRS:
+                    length, pos = self._u32(pos + 8), pos + 12
+                else:
+                    if pos + 8 > len(self.buf):
+                        raise _Truncated(pos)
+                    length = struct.unpack_from(self.end + "H", self.buf, pos + 6)[0]
+                    pos += 8
+            if length == _UNDEFINED:
+                pos = self.undefined(pos, tag, vr, implicit)
+            else:
+                pos += length
+                if pos > len(self.buf):
+                    raise _Truncated(pos)
+        if stop is None:
+            raise _Truncated(pos)  # an undefined-length item never closed
+        if pos != stop:
+            raise _Truncated(pos)
+        return pos
+
+    def undefined(self, pos: int, tag: int, vr: bytes, implicit: bool) -> int:
+        """Skip the items of an undefined-length SQ, UN or encapsulated pixel data value."""
+        inner_implicit = implicit or vr == b"UN"
+        encapsulated = tag == 0x7FE00010 or vr in (b"OB", b"OW")
+        while True:
+            item = self._tag(pos)
+            length = self._u32(pos + 4)
+            pos += 8
+            if item == _SEQ_END:
+                return pos
+            if item != _ITEM:
+                raise _Truncated(pos)
+            if length == _UNDEFINED and not encapsulated:
+                pos = self.elements(pos, None, inner_implicit)
+            else:
+                pos += length
+                if pos > len(self.buf):
+                    raise _Truncated(pos)
+
+
+def check_structure(data: bytes, transfer_syntax: str, offset: int = 0) -> None:
+    """Raise :class:`BadDataset` (TRUNCATED) unless every element fits in ``data``.
+
+    data : encoded bytes whose data set (without file meta) starts at ``offset``.
+    """
+    ts = UID(transfer_syntax)
+    buf = data
+    if transfer_syntax == DEFLATED:
+        try:
+            buf, offset = zlib.decompress(memoryview(data)[offset:], -zlib.MAX_WBITS), 0
+        except zlib.error as exc:
+            raise BadDataset(f"deflated data set cannot be inflated: {exc}", status.TRUNCATED) from None
+    try:
+        _Walker(buf, ts.is_implicit_VR, ts.is_little_endian).elements(offset, len(buf), ts.is_implicit_VR)
+    except _Truncated as exc:
+        raise BadDataset(
+            f"data set truncated: an element runs past the end of the {len(buf) - offset} bytes received "
+            f"(at byte {exc.args[0] - offset})",
+            status.TRUNCATED,
+        ) from None
+
+
+@dataclass(frozen=True)
+class Header:
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    modality: str
+    values: dict  # the classification keywords, JSON-safe
+
+
+def _json_value(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [_json_value(v) for v in value]
+    if isinstance(value, (int, float, str)):
+        return value if not isinstance(value, str) else str(value)
+    try:
+        return float(value) if type(value).__name__ in ("DSfloat", "DSdecimal") else str(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def read_header(part10: bytes, keywords: tuple[str, ...]) -> Header:
+    """Read the UIDs and ``keywords`` from a Part-10 byte string, stopping before pixels."""
+    try:
+        ds = dcmread(io.BytesIO(part10), stop_before_pixels=True)
+        study = str(ds.get("StudyInstanceUID", "") or "").strip()
+        series = str(ds.get("SeriesInstanceUID", "") or "").strip()
+        sop = str(ds.get("SOPInstanceUID", "") or "").strip()
+        sop_class = str(ds.get("SOPClassUID", "") or "").strip()
+        modality = str(ds.get("Modality", "") or "").strip()
+        values = {}
+        for kw in keywords:
+            v = ds.get(kw)
+            if v is not None and v != "":
+                values[kw] = _json_value(v)
+    except (InvalidDicomError, ValueError, TypeError, KeyError, struct.error, EOFError, OverflowError, NotImplementedError) as exc:
+        raise BadDataset(f"header cannot be parsed: {type(exc).__name__}: {exc}", status.CANNOT_PARSE) from None
+    for name, uid in (("StudyInstanceUID", study), ("SeriesInstanceUID", series), ("SOPInstanceUID", sop)):
+        if not uid:
+            raise BadDataset(f"required attribute {name} is missing or empty", status.MISSING_UID)
+        if len(uid) > 64 or not _UID_RE.match(uid):
+            raise BadDataset(f"{name} '{uid[:70]}' is not a valid UID", status.MISSING_UID)
+    return Header(study, series, sop, sop_class, modality, values)

@@ -1,0 +1,1 @@
+"""The index database: clinics, studies, series, instances and events."""

@@ -1,0 +1,1 @@
+"""Sample data: digital CT-perfusion phantoms with ground truth (arrays here; DICOM writers alongside)."""

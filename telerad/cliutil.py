@@ -1,0 +1,81 @@
+"""Helpers every subcommand uses: common options, settings, error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from telerad.errors import TeleradError
+
+if TYPE_CHECKING:  # pydantic costs ~0.1 s to import; commands that need no settings skip it
+    from telerad.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main()`` returns a code."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"{self.prog}: error: {message}")
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--data-dir``, which every command honours."""
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (env: TELERAD_CONFIG)")
+    parser.add_argument("--data-dir", metavar="DIR", help="index, store and queue folder (env: TELERAD_DATA_DIR, default ./var)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
+
+
+def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
+    from telerad.settings import load_settings
+
+    return load_settings(
+        getattr(args, "config", None),
+        data_dir=getattr(args, "data_dir", None),
+        log_level=getattr(args, "log_level", None),
+        **overrides,
+    )
+
+
+def configure_logging(level: str = "INFO") -> None:
+    from telerad.logctx import install_context_filter
+
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s [%(ctx)s] %(message)s",
+        stream=sys.stderr,
+    )
+    install_context_filter()
+    # pynetdicom logs every C-STORE at INFO; keep its association-level news only when debugging
+    if level != "DEBUG":
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+def run_cli(prog: str, body: Callable[[], int | None]) -> int:
+    """Run a subcommand body and turn every error into a message and exit code."""
+    try:
+        return int(body() or 0)
+    except SystemExit as exc:  # argparse and explicit exits
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        return int(exc.code or 0)
+    except TeleradError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"{prog}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # last resort: a message, never a traceback
+        log.debug("unexpected error in %s", prog, exc_info=True)
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70

@@ -1,0 +1,177 @@
+"""The one typed settings object.
+
+Values come, highest priority first, from explicit overrides (CLI flags), from
+``TELERAD_*`` environment variables (nested with ``__``, for example
+``TELERAD_DICOM__PORT=11112``), from the TOML file given with ``--config`` (or
+``TELERAD_CONFIG``), and from the defaults below. Every field is documented in
+the README's Configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from telerad.errors import ConfigError
+
+DEFAULT_SECRET = "change-me-telerad-dev-secret"
+
+
+def _ae_title(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 16:
+        raise ValueError("an AE title must be 1 to 16 characters")
+    if "\\" in value or any(ord(c) < 32 for c in value):
+        raise ValueError("an AE title must not contain backslashes or control characters")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClinicConfig(_Section):
+    """A township clinic allowed to send studies (its modality's calling AE title)."""
+
+    name: str = Field(min_length=1)
+    ae_title: str
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+    _check_ae = field_validator("ae_title")(_ae_title)
+
+
+class DicomSettings(_Section):
+    ae_title: str = "TELERAD"
+    bind: str = "0.0.0.0"
+    port: int = Field(default=11112, ge=1, le=65535)
+    max_pdu: int = Field(default=262_144, ge=0)
+    max_associations: int = Field(default=16, ge=1)
+    acse_timeout_s: float = Field(default=30.0, gt=0)
+    dimse_timeout_s: float = Field(default=60.0, gt=0)
+    network_timeout_s: float = Field(default=60.0, gt=0)
+    accept_any_ae: bool = False
+    quiet_period_s: float = Field(default=5.0, ge=0)
+    disk_high_water_pct: float = Field(default=95.0, gt=0, le=100)
+
+    _check_ae = field_validator("ae_title")(_ae_title)
+
+
+class HttpSettings(_Section):
+    bind: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class DatabaseSettings(_Section):
+    url: str | None = None  # None: SQLite file <data_dir>/index.sqlite3 (WAL)
+
+
+class QueueSettings(_Section):
+    url: str | None = None  # None: SQLite-backed in-process queue in <data_dir>/queue.sqlite3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TELERAD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    secret_key: str = DEFAULT_SECRET
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_phi: bool = False
+    dicom: DicomSettings = DicomSettings()
+    http: HttpSettings = HttpSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    queue: QueueSettings = QueueSettings()
+    clinics: list[ClinicConfig] = []
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.environment == "production":
+            if self.secret_key == DEFAULT_SECRET:
+                raise ValueError("secret_key must be set to a private value when environment is 'production'")
+            if self.dicom.accept_any_ae:
+                raise ValueError("dicom.accept_any_ae must be false when environment is 'production'")
+        return self
+
+    # Derived locations -------------------------------------------------
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.sqlite3"
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e.get("loc", ())) or "(settings)"
+        msg = e.get("msg", "invalid value")
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"setting '{field}': {msg}")
+    return f"invalid configuration ({source}): " + "; ".join(lines)
+
+
+def load_settings(config: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+    """Build the settings from a TOML file, the environment and ``overrides``.
+
+    Raises :class:`ConfigError` naming the offending field on any problem.
+    """
+    config = config or os.environ.get("TELERAD_CONFIG") or None
+    file_values: dict[str, Any] = {}
+    source = "defaults and environment"
+    if config:
+        path = Path(config)
+        source = str(path)
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file '{path}' does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file '{path}' is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file '{path}' cannot be read: {exc.strerror}") from None
+
+    class _FileSettings(Settings):
+        # priority: overrides > environment > file > defaults
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+            from pydantic_settings import InitSettingsSource
+
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=file_values))
+
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        settings = _FileSettings(**_nest(clean))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+    return Settings.model_construct(**{k: getattr(settings, k) for k in Settings.model_fields})
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``{"dicom.port": 1}`` into ``{"dicom": {"port": 1}}``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out

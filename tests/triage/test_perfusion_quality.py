@@ -1,0 +1,158 @@
+"""Refusals, failures and quality warnings of ``triage.analyze``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sample_dicom.phantom import make_phantom
+from triage import analyze
+from triage.errors import NotCTPError
+from triage.series import PerfusionSeries
+
+SMALL = {"shape": (8, 128, 128), "spacing_mm": (5.0, 1.8, 1.8), "noise_hu": 5.0}
+
+
+def _codes(result) -> dict[str, str]:
+    return {w["code"]: w["severity"] for w in result.quality["warnings"]}
+
+
+def test_too_few_time_points_is_not_ctp():
+    p = make_phantom(seed=1, n_times=10, **SMALL)
+    with pytest.raises(NotCTPError, match="10 time points"):
+        analyze(p.series)
+
+
+def test_single_phase_is_not_ctp():
+    p = make_phantom(seed=1, **SMALL)
+    frozen = np.repeat(p.series.hu[:1], p.series.hu.shape[0], axis=0)
+    series = PerfusionSeries(hu=frozen, times_s=p.series.times_s, spacing_mm=p.series.spacing_mm,
+                             affine=p.series.affine)
+    with pytest.raises(NotCTPError, match="single phase"):
+        analyze(series)
+
+
+def test_sparse_sampling_is_not_ctp():
+    p = make_phantom(seed=1, dt_s=6.0, n_times=16, **SMALL)
+    with pytest.raises(NotCTPError, match="apart"):
+        analyze(p.series)
+
+
+def test_bad_affine_is_not_ctp():
+    p = make_phantom(seed=1, **SMALL)
+    series = PerfusionSeries(hu=p.series.hu, times_s=p.series.times_s, spacing_mm=p.series.spacing_mm,
+                             affine=np.zeros((4, 4)))
+    with pytest.raises(NotCTPError, match="affine"):
+        analyze(series)
+
+
+def test_no_contrast_fails_with_no_aif_and_serializes():
+    p = make_phantom(seed=2, aif="none", **SMALL)
+    r = analyze(p.series)
+    assert r.status == "failed"
+    assert _codes(r).get("no_aif") == "fatal"
+    assert r.core_ml is None and r.tmax6_ml is None and r.maps == {}
+    assert r.quality["reliable"] is False
+    d = r.to_json_dict()
+    assert d["status"] == "failed" and d["eligibility"]["defuse3"]["eligible"] is None
+    json.dumps(d, allow_nan=False)
+
+
+def test_weak_aif_is_flagged_not_invented():
+    p = make_phantom(seed=3, aif="weak", **SMALL)
+    r = analyze(p.series)
+    assert r.status == "ok"
+    assert _codes(r).get("weak_aif") == "warning"
+    assert r.quality["reliable"] is False
+    assert r.quality["aif"]["peak_hu"] < 150
+
+
+def test_truncated_acquisition_is_flagged():
+    # 26 s of acquisition: the arterial bolus is still on its tail and tissue has not washed out
+    p = make_phantom(seed=4, n_times=14 + 4, dt_s=1.5, arrival_s=8.0, **SMALL)
+    r = analyze(p.series)
+    assert r.status == "ok"
+    assert _codes(r).get("truncated_bolus") == "warning"
+    assert r.quality["reliable"] is False
+
+
+def test_thin_slab_is_partial_coverage():
+    p = make_phantom(seed=5, **SMALL)  # 8 x 5 mm = 40 mm covered
+    thin = PerfusionSeries(hu=np.ascontiguousarray(p.series.hu[:, 2:6]), times_s=p.series.times_s,
+                           spacing_mm=p.series.spacing_mm, affine=p.series.affine)
+    r = analyze(thin)
+    assert r.status == "ok"
+    assert "partial_coverage" in _codes(r)
+
+
+def test_irregular_sampling_is_resampled():
+    p = make_phantom(seed=6, dt_s=1.0, n_times=60, **SMALL)
+    keep = np.r_[0:20, 20:60:2]  # 1 s then 2 s sampling
+    series = PerfusionSeries(hu=np.ascontiguousarray(p.series.hu[keep]), times_s=p.series.times_s[keep],
+                             spacing_mm=p.series.spacing_mm, affine=p.series.affine)
+    r = analyze(series)
+    assert r.status == "ok" and r.quality["time_resampled"] is True
+    assert abs(r.tmax6_ml - p.truth["tmax6_ml"]) <= max(10.0, 0.15 * p.truth["tmax6_ml"])
+
+
+def test_mirrored_affine_flips_the_reported_side():
+    p = make_phantom(seed=7, lesion="mca_left", **SMALL)
+    flipped = p.series.affine.copy()
+    flipped[0, 0] *= -1  # columns now run towards the patient's right
+    series = PerfusionSeries(hu=p.series.hu, times_s=p.series.times_s, spacing_mm=p.series.spacing_mm,
+                             affine=flipped)
+    assert analyze(p.series).affected_side == "left"
+    assert analyze(series).affected_side == "right"
+
+
+def test_unknown_backend_is_a_usage_error():
+    from telerad.errors import UsageError
+
+    p = make_phantom(seed=8, **SMALL)
+    with pytest.raises(UsageError, match="backend"):
+        analyze(p.series, backend="tensorflow")
+    with pytest.raises(UsageError, match="cuda"):
+        analyze(p.series, backend="numpy", device="cuda")
+
+
+def _with_frames(p, frames: dict[int, np.ndarray]) -> PerfusionSeries:
+    hu = p.series.hu.copy()
+    for i, img in frames.items():
+        hu[i] = img
+    return PerfusionSeries(hu=hu, times_s=p.series.times_s, spacing_mm=p.series.spacing_mm, affine=p.series.affine)
+
+
+def test_uncorrectable_frame_is_dropped_and_flagged():
+    p = make_phantom(seed=9, **SMALL)
+    jumped = np.roll(p.series.hu[25], 25, axis=1)  # a 45 mm jump: beyond what is trusted as correctable
+    r = analyze(_with_frames(p, {25: jumped}))
+    assert r.status == "ok"
+    assert r.quality["dropped_frames"] == [25]
+    assert _codes(r).get("motion") == "warning" and r.quality["reliable"] is False
+    assert r.quality["time_resampled"] is True
+
+
+def test_mostly_uncorrectable_motion_fails():
+    p = make_phantom(seed=10, **SMALL)
+    rng = np.random.default_rng(0)
+    garbage = rng.normal(0.0, 300.0, size=p.series.hu.shape[1:]).astype(np.float32)  # frames of pure noise
+    bad = {i: garbage for i in range(5, 40, 2)}
+    r = analyze(_with_frames(p, bad))
+    assert r.status == "failed"
+    assert _codes(r).get("motion") == "fatal"
+    assert r.to_json_dict()["core_ml"] is None
+
+
+def test_tilted_head_keeps_side_and_volumes():
+    from scipy import ndimage
+
+    p = make_phantom(seed=3, **SMALL)
+    hu = ndimage.rotate(p.series.hu, 12, axes=(2, 3), reshape=False, order=1, mode="nearest").astype(np.float32)
+    r = analyze(PerfusionSeries(hu=hu, times_s=p.series.times_s, spacing_mm=p.series.spacing_mm,
+                                affine=p.series.affine))
+    t = p.truth
+    assert r.affected_side == "left"
+    assert abs(r.core_ml - t["core_ml"]) <= max(5.0, 0.15 * t["core_ml"])
+    assert abs(r.tmax6_ml - t["tmax6_ml"]) <= max(10.0, 0.15 * t["tmax6_ml"])

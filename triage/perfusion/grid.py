@@ -1,0 +1,123 @@
+"""Input checks and grids: refuse non-CTP input, bin to the working resolution, resample time.
+
+The pipeline works at an in-plane resolution of about ``WORK_MM`` (block means of k x k pixels): that
+lowers the noise k-fold before any model is fitted, makes the heavy kernels k^2 cheaper, and is close
+to the resolution at which perfusion maps are read. Volumes are counted at the native resolution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from triage.errors import NotCTPError
+from triage.series import PerfusionSeries
+
+MIN_TIME_POINTS = 15
+MAX_MEDIAN_DT_S = 4.0
+MIN_DURATION_S = 25.0
+IRREGULAR_RATIO = 1.25  # max/min frame interval above which time is resampled to a uniform grid
+WORK_MM = 1.8
+
+
+def check_series(series: PerfusionSeries) -> dict:
+    """Raise NotCTPError naming the problem when ``series`` is not a usable CTP; else return sampling facts."""
+    t, nz, ny, nx = series.hu.shape
+    if t < MIN_TIME_POINTS:
+        raise NotCTPError(f"only {t} time points; a CT perfusion needs at least {MIN_TIME_POINTS}.")
+    if ny < 32 or nx < 32:
+        raise NotCTPError(f"images of {ny}x{nx} pixels are too small for a CT perfusion (need at least 32x32).")
+    spacing = np.asarray(series.spacing_mm, dtype=float)
+    if not np.all(np.isfinite(spacing)) or spacing[1] > 5 or spacing[2] > 5 or spacing[0] > 20:
+        raise NotCTPError(f"voxel spacing {tuple(spacing)} mm is not a CT-perfusion geometry.")
+    affine = np.asarray(series.affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise NotCTPError("the affine is not an invertible 4x4 matrix; inconsistent geometry.")
+    dts = np.diff(series.times_s)
+    median_dt = float(np.median(dts))
+    if median_dt > MAX_MEDIAN_DT_S:
+        raise NotCTPError(f"frames are {median_dt:.1f} s apart (median); a CT perfusion samples every "
+                          f"{MAX_MEDIAN_DT_S:.0f} s or faster.")
+    duration = float(series.times_s[-1] - series.times_s[0])
+    if duration < MIN_DURATION_S:
+        raise NotCTPError(f"the acquisition lasts {duration:.1f} s; a CT perfusion needs at least "
+                          f"{MIN_DURATION_S:.0f} s to capture the bolus.")
+    spread = np.ptp(series.hu[:, nz // 2, ny // 4: 3 * ny // 4: 4, nx // 4: 3 * nx // 4: 4], axis=0)
+    if float(spread.max()) < 1.0:
+        raise NotCTPError("all time points are identical: a single phase, not a perfusion series.")
+    return {"median_dt_s": median_dt, "irregular": bool(dts.max() / dts.min() > IRREGULAR_RATIO),
+            "duration_s": duration}
+
+
+def bin_factor(spacing_mm: tuple[float, float, float]) -> int:
+    """In-plane block size k that brings the pixel size close to ``WORK_MM``."""
+    return max(1, int(round(WORK_MM / min(spacing_mm[1], spacing_mm[2]))))
+
+
+def bin_inplane(hu: np.ndarray, k: int) -> np.ndarray:
+    """Block-mean (T, Z, Y, X) -> (T, Z, Y//k, X//k) float32 (trailing rows/columns that do not fill a block
+    are dropped)."""
+    if k == 1:
+        return np.array(hu, dtype=np.float32, copy=True)
+    t, nz, ny, nx = hu.shape
+    v = hu[:, :, : ny // k * k, : nx // k * k]
+    out = np.zeros((t, nz, ny // k, nx // k), np.float32)
+    for i in range(k):  # k^2 strided adds: no big temporary
+        for j in range(k):
+            out += v[:, :, i::k, j::k]
+    out *= np.float32(1.0 / (k * k))
+    return out
+
+
+def _linear_taps(n_in: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights that upsample n_in block centres k-fold (edges clamp, like
+    ``scipy.ndimage.zoom(order=1, grid_mode=True, mode="nearest")``)."""
+    src = (np.arange(n_in * k) + 0.5) / k - 0.5
+    i0 = np.clip(np.floor(src).astype(np.int64), 0, n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w = np.clip(src - i0, 0.0, 1.0).astype(np.float32)
+    return i0, i1, w
+
+
+def upsample(vol: np.ndarray, k: int, shape_yx: tuple[int, int]) -> np.ndarray:
+    """Working (Z, y, x) float map -> native (Z, Y, X) by separable linear interpolation between block
+    centres; rows/columns dropped by ``bin_inplane`` are filled from the edge."""
+    out = vol.astype(np.float32, copy=False)
+    if k > 1:
+        i0, i1, w = _linear_taps(vol.shape[2], k)
+        out = out[:, :, i0] * (1 - w) + out[:, :, i1] * w
+        i0, i1, w = _linear_taps(vol.shape[1], k)
+        out = out[:, i0, :] * (1 - w)[:, None] + out[:, i1, :] * w[:, None]
+    ny, nx = shape_yx
+    if out.shape[1:] != (ny, nx):
+        out = np.pad(out, ((0, 0), (0, ny - out.shape[1]), (0, nx - out.shape[2])), mode="edge")
+    return out
+
+
+def upsample_mask(mask: np.ndarray, k: int, shape_yx: tuple[int, int]) -> np.ndarray:
+    """Working bool (Z, y, x) -> native bool (Z, Y, X), nearest block."""
+    out = mask if k == 1 else np.repeat(np.repeat(mask, k, axis=1), k, axis=2)
+    ny, nx = shape_yx
+    if out.shape[1:] != (ny, nx):
+        out = np.pad(out, ((0, 0), (0, ny - out.shape[1]), (0, nx - out.shape[2])), mode="edge")
+    return out
+
+
+def downsample_mask(mask: np.ndarray, k: int, frac: float = 0.5) -> np.ndarray:
+    """Native bool (Z, Y, X) -> working bool (Z, Y//k, X//k): block fraction >= ``frac``."""
+    if k == 1:
+        return mask.copy()
+    return bin_inplane(mask[None].astype(np.float32), k)[0] >= frac
+
+
+def uniform_times(times_s: np.ndarray, median_dt: float) -> np.ndarray:
+    """A uniform grid over the acquisition with the median frame interval."""
+    n = int(np.floor((times_s[-1] - times_s[0]) / median_dt + 1e-6)) + 1
+    return times_s[0] + np.arange(n) * median_dt
+
+
+def resample_time(curves: np.ndarray, times_s: np.ndarray, new_times: np.ndarray) -> np.ndarray:
+    """Linear interpolation along axis 0: (T, ...) -> (T', ...) float32."""
+    idx = np.clip(np.searchsorted(times_s, new_times, side="right") - 1, 0, len(times_s) - 2)
+    w = ((new_times - times_s[idx]) / (times_s[idx + 1] - times_s[idx])).astype(np.float32)
+    shape = (-1,) + (1,) * (curves.ndim - 1)
+    return curves[idx] * (1 - w).reshape(shape) + curves[idx + 1] * w.reshape(shape)

@@ -1,0 +1,85 @@
+"""Structured quality warnings and the result builders (ok and failed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from triage.result import ALGORITHM, TriageResult
+from triage.series import PerfusionSeries
+
+MOTION_INFO_MM = 1.0
+MOTION_WARN_MM = 3.0
+MIN_CNR = 5.0
+MIN_COVERAGE_MM = 40.0
+SEVERITIES = ("info", "warning", "fatal")
+
+
+def warning(code: str, severity: str, message: str, **numbers) -> dict:
+    """One quality entry: {"code", "severity", "message", ...numbers}."""
+    assert severity in SEVERITIES
+    return {"code": code, "severity": severity, "message": message, **numbers}
+
+
+def motion_warnings(max_mm: float, n_dropped: int, n_frames: int) -> list[dict]:
+    out = []
+    if n_dropped:
+        out.append(warning("motion", "warning", f"{n_dropped} of {n_frames} frames moved too much to be corrected "
+                           f"and were dropped; maximum corrected displacement {max_mm:.1f} mm.",
+                           max_displacement_mm=max_mm, dropped_frames=n_dropped))
+    elif max_mm >= MOTION_WARN_MM:
+        out.append(warning("motion", "warning", f"head moved up to {max_mm:.1f} mm in-plane; frames were "
+                           "realigned, check the maps for blur.", max_displacement_mm=max_mm, dropped_frames=0))
+    elif max_mm >= MOTION_INFO_MM:
+        out.append(warning("motion", "info", f"head moved up to {max_mm:.1f} mm in-plane; frames were realigned.",
+                           max_displacement_mm=max_mm, dropped_frames=0))
+    return out
+
+
+def coverage_warnings(nz: int, dz: float, lesion_touches_edge: bool) -> list[dict]:
+    out = []
+    cover = nz * dz
+    if cover < MIN_COVERAGE_MM:
+        out.append(warning("partial_coverage", "warning", f"only {cover:.0f} mm of brain is covered; volumes "
+                           f"outside the slab are missed.", coverage_mm=cover))
+    if lesion_touches_edge:
+        out.append(warning("partial_coverage", "info", "the hypoperfused region reaches the first or last slice; "
+                           "it may extend beyond the covered slab.", coverage_mm=cover))
+    return out
+
+
+def is_reliable(warnings: list[dict]) -> bool:
+    return not any(w["severity"] in ("warning", "fatal") for w in warnings)
+
+
+def algorithm_info(backend) -> dict:
+    """ALGORITHM plus the versions of the residue model and the compute backend that produced the numbers."""
+    from models.residue import MODEL_NAME, MODEL_VERSION
+
+    return {**ALGORITHM, "model": MODEL_NAME, "model_version": MODEL_VERSION, "backend": backend.name,
+            "backend_version": backend.version, "device": backend.device}
+
+
+def failed_result(series: PerfusionSeries, backend, warnings: list[dict], timings: dict, **quality) -> TriageResult:
+    """A real CTP that could not be analysed: status "failed", no volumes, fatal reasons in quality."""
+    empty = {"eligible": None, "criteria": {}}
+    return TriageResult(
+        status="failed", study_instance_uid=series.study_instance_uid,
+        series_instance_uid=series.series_instance_uid, algorithm=algorithm_info(backend), core_ml=None,
+        tmax6_ml=None, tmax10_ml=None, mismatch_ml=None, mismatch_ratio=None, hypoperfusion_intensity_ratio=None,
+        affected_side=None, eligibility={"defuse3": dict(empty), "extend_ia": dict(empty)},
+        quality={"reliable": False, "warnings": warnings, "max_displacement_mm": quality.pop("max_displacement_mm", 0.0),
+                 **quality},
+        timings_s=timings, maps={})
+
+
+def curve_report(curve: np.ndarray | None, voxels: np.ndarray | None, affine: np.ndarray, times: np.ndarray,
+                 **extra) -> dict | None:
+    """AIF/VOF location (native voxel z, y, x and LPS mm of the voxels' centroid) and curve (HU)."""
+    if curve is None or voxels is None or len(voxels) == 0:
+        return None
+    centroid = voxels.mean(axis=0)
+    mm = affine @ np.array([centroid[2], centroid[1], centroid[0], 1.0])
+    return {"voxel_zyx": [round(float(v), 1) for v in centroid], "position_mm_lps": [round(float(v), 1) for v in mm[:3]],
+            "n_voxels": int(len(voxels)), "peak_hu": round(float(np.max(curve)), 1),
+            "time_to_peak_s": round(float(times[int(np.argmax(curve))]), 2),
+            "times_s": [round(float(t), 2) for t in times], "curve_hu": [round(float(v), 1) for v in curve], **extra}

@@ -1,0 +1,92 @@
+"""Core and hypoperfusion segmentation, volumes, and trial eligibility.
+
+- hypoperfusion: Tmax > 6 s (Campbell 2011, Lansberg 2012 / DEFUSE 2 and 3), always including the core;
+- severe hypoperfusion: Tmax > 10 s (hypoperfusion intensity ratio, Olivot 2014);
+- core: relative CBF < 30% of healthy contralateral tissue (Campbell 2011);
+- healthy reference: tissue on the unaffected side of the midline with Tmax < 4 s;
+- islands (6-connected 3D components) smaller than MIN_ISLAND_ML are removed;
+- DEFUSE 3 (Albers 2018): core < 70 mL, mismatch ratio >= 1.8, mismatch volume >= 15 mL;
+- EXTEND-IA (Campbell 2015): core < 70 mL, mismatch ratio > 1.2, mismatch volume > 10 mL.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+TMAX_HYPO_S = 6.0
+TMAX_SEVERE_S = 10.0
+TMAX_HEALTHY_S = 4.0
+RCBF_CORE = 0.30
+MIN_ISLAND_ML = 1.0
+MIN_SIDED_ML = 5.0       # hypoperfusion below this volume gives no affected side
+SIDE_DOMINANCE = 1.5     # the affected side has at least this many times the other side's volume
+MIN_REFERENCE_ML = 20.0
+
+
+def remove_islands(mask: np.ndarray, voxel_ml: float, min_ml: float = MIN_ISLAND_ML) -> np.ndarray:
+    """Drop 6-connected 3D components of a (Z, Y, X) bool mask smaller than ``min_ml``."""
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = sizes * voxel_ml >= min_ml
+    keep[0] = False
+    return keep[lab]
+
+
+def segment(cbf: np.ndarray, tmax: np.ndarray, tissue: np.ndarray, side: np.ndarray, voxel_ml: float) -> dict:
+    """cbf (mL/100 g/min), tmax (s) : (Z, Y, X) float32 native maps (NaN outside tissue); tissue : bool;
+    side : int8 +1 patient left, -1 right. Returns masks "core", "tmax6", "tmax10", "rcbf" (float32),
+    and "affected_side", "reference_cbf", "reference_ml", "left_ml", "right_ml"."""
+    with np.errstate(invalid="ignore"):
+        hyp = remove_islands(tissue & (tmax > TMAX_HYPO_S), voxel_ml)
+    left_ml = float((hyp & (side > 0)).sum() * voxel_ml)
+    right_ml = float((hyp & (side < 0)).sum() * voxel_ml)
+    affected = None
+    if max(left_ml, right_ml) >= MIN_SIDED_ML:
+        if left_ml >= SIDE_DOMINANCE * right_ml:
+            affected = "left"
+        elif right_ml >= SIDE_DOMINANCE * left_ml:
+            affected = "right"
+    with np.errstate(invalid="ignore"):
+        healthy = tissue & (tmax < TMAX_HEALTHY_S)
+    if affected is not None:
+        contra = healthy & (side == (-1 if affected == "left" else 1))
+        if contra.sum() * voxel_ml >= MIN_REFERENCE_ML:
+            healthy = contra
+    if healthy.sum() * voxel_ml < MIN_REFERENCE_ML:
+        healthy = tissue
+    ref = float(np.nanmean(cbf[healthy])) if healthy.any() else float("nan")
+    rcbf = (cbf / ref).astype(np.float32) if ref > 0 else np.full(cbf.shape, np.nan, np.float32)
+    with np.errstate(invalid="ignore"):
+        core = remove_islands(tissue & (rcbf < RCBF_CORE), voxel_ml)
+        tmax10 = remove_islands(tissue & (tmax > TMAX_SEVERE_S), voxel_ml)
+    return {"core": core, "tmax6": hyp | core, "tmax10": tmax10, "rcbf": rcbf, "affected_side": affected,
+            "reference_cbf": ref, "reference_ml": float(healthy.sum() * voxel_ml), "left_ml": left_ml,
+            "right_ml": right_ml}
+
+
+def metrics(core_ml: float, tmax6_ml: float, tmax10_ml: float) -> dict:
+    """Volumes (mL) -> mismatch volume and ratio, hypoperfusion intensity ratio, DEFUSE 3 / EXTEND-IA."""
+    mismatch = tmax6_ml - core_ml
+    ratio = tmax6_ml / core_ml if core_ml > 0 else None
+    hir = tmax10_ml / tmax6_ml if tmax6_ml > 0 else None
+    return {"core_ml": core_ml, "tmax6_ml": tmax6_ml, "tmax10_ml": tmax10_ml, "mismatch_ml": mismatch,
+            "mismatch_ratio": ratio, "hypoperfusion_intensity_ratio": hir,
+            "eligibility": {"defuse3": _verdict(core_ml, mismatch, ratio, 70.0, 15.0, 1.8, strict=False),
+                            "extend_ia": _verdict(core_ml, mismatch, ratio, 70.0, 10.0, 1.2, strict=True)}}
+
+
+def _verdict(core, mismatch, ratio, core_max, mismatch_min, ratio_min, *, strict: bool) -> dict:
+    """One target-mismatch profile. A zero core has an infinite ratio (criterion met)."""
+    ratio_ok = True if ratio is None else (ratio > ratio_min if strict else ratio >= ratio_min)
+    mismatch_ok = mismatch > mismatch_min if strict else mismatch >= mismatch_min
+    op = ">" if strict else ">="
+    criteria = {
+        "core_ml": core, "core_max_ml": core_max, "core_ok": core < core_max,
+        "mismatch_ml": mismatch, "mismatch_min_ml": mismatch_min, "mismatch_rule": f"mismatch {op} {mismatch_min:g} mL",
+        "mismatch_ok": mismatch_ok, "mismatch_ratio": ratio, "ratio_min": ratio_min,
+        "ratio_rule": f"ratio {op} {ratio_min:g}", "ratio_ok": ratio_ok,
+    }
+    return {"eligible": bool(criteria["core_ok"] and mismatch_ok and ratio_ok), "criteria": criteria}

@@ -1,0 +1,1 @@
+"""The web service: health, the study API (and, later, worklist, reporting, alerts)."""
