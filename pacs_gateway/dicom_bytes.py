@@ -12,6 +12,7 @@ import io
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom import dcmread
@@ -33,8 +34,17 @@ class _Truncated(Exception):
 
 
 class _Walker:
-    def __init__(self, buf: bytes, implicit: bool, little: bool):
+    """Walks element headers; with ``want`` (tag -> None), also keeps those top-level values.
+
+    ``found`` maps each wanted tag that is present to ``(vr, raw value bytes)``;
+    ``vr`` is ``b""`` for implicit VR data.
+    """
+
+    def __init__(self, buf: bytes, implicit: bool, little: bool, want: frozenset[int] = frozenset()):
         self.buf, self.implicit, self.end = buf, implicit, "<" if little else ">"
+        self.want = want
+        self.found: dict[int, tuple[bytes, bytes]] = {}
+        self.depth = 0
 
     def _u32(self, pos: int) -> int:
         if pos + 4 > len(self.buf):
@@ -57,7 +67,7 @@ class _Walker:
             if implicit or (tag >> 16) == 0xFFFE:
                 vr, length, pos = b"", self._u32(pos + 4), pos + 8
             else:
-                vr = self.buf[pos + 4 : pos + 6]
+                vr = bytes(self.buf[pos + 4 : pos + 6])
                 if len(vr) < 2:
                     raise _Truncated(pos)
                 if vr in _LONG_VRS:
@@ -68,8 +78,12 @@ class _Walker:
                     length = struct.unpack_from(self.end + "H", self.buf, pos + 6)[0]
                     pos += 8
             if length == _UNDEFINED:
+                self.depth += 1
                 pos = self.undefined(pos, tag, vr, implicit)
+                self.depth -= 1
             else:
+                if self.depth == 0 and tag in self.want:
+                    self.found[tag] = (bytes(vr), bytes(self.buf[pos : pos + length]))
                 pos += length
                 if pos > len(self.buf):
                     raise _Truncated(pos)
@@ -111,14 +125,20 @@ def check_structure(data: bytes, transfer_syntax: str, offset: int = 0) -> None:
             buf, offset = zlib.decompress(memoryview(data)[offset:], -zlib.MAX_WBITS), 0
         except zlib.error as exc:
             raise BadDataset(f"deflated data set cannot be inflated: {exc}", status.TRUNCATED) from None
+    _walk(buf, ts, offset)
+
+
+def _walk(buf, ts: UID, offset: int, want: frozenset[int] = frozenset()) -> _Walker:
+    walker = _Walker(buf, ts.is_implicit_VR, ts.is_little_endian, want)
     try:
-        _Walker(buf, ts.is_implicit_VR, ts.is_little_endian).elements(offset, len(buf), ts.is_implicit_VR)
+        walker.elements(offset, len(buf), ts.is_implicit_VR)
     except _Truncated as exc:
         raise BadDataset(
             f"data set truncated: an element runs past the end of the {len(buf) - offset} bytes received "
             f"(at byte {exc.args[0] - offset})",
             status.TRUNCATED,
         ) from None
+    return walker
 
 
 @dataclass(frozen=True)
@@ -166,3 +186,71 @@ def read_header(part10: bytes, keywords: tuple[str, ...]) -> Header:
         if len(uid) > 64 or not _UID_RE.match(uid):
             raise BadDataset(f"{name} '{uid[:70]}' is not a valid UID", status.MISSING_UID)
     return Header(study, series, sop, sop_class, modality, values)
+
+
+class HeaderReader:
+    """Checks a received data set's structure and reads its header in one walk.
+
+    ``read(dataset, transfer_syntax)`` takes the data set bytes as received (no
+    file meta) and returns a :class:`Header`, or raises :class:`BadDataset` with
+    the status to answer. Values are decoded from the raw bytes
+    (:mod:`pacs_gateway.dicom_values`); a data set with a character set or VR
+    that decoder does not handle is read with pydicom instead, so odd input
+    costs time, never correctness.
+    """
+
+    _UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
+
+    def __init__(self, keywords: tuple[str, ...]):
+        from pacs_gateway import dicom_values
+
+        self.keywords = tuple(keywords)
+        self._tags = dicom_values.tags_for(tuple(dict.fromkeys((*self._UIDS, *self.keywords))))
+        self._want = frozenset((*self._tags, dicom_values.SPECIFIC_CHARACTER_SET))
+
+    def read(self, dataset, transfer_syntax: str, part10: Callable[[], bytes]) -> Header:
+        from pacs_gateway import dicom_values
+
+        ts = UID(transfer_syntax)
+        buf = dataset
+        if transfer_syntax == DEFLATED:
+            try:
+                buf = zlib.decompress(memoryview(dataset), -zlib.MAX_WBITS)
+            except zlib.error as exc:
+                raise BadDataset(f"deflated data set cannot be inflated: {exc}", status.TRUNCATED) from None
+        walker = _walk(buf, ts, 0, self._want)
+        try:
+            return self._header(walker.found, ts)
+        except dicom_values.Unsupported:
+            return read_header(part10(), self.keywords)
+
+    def _header(self, found: dict[int, tuple[bytes, bytes]], ts: UID) -> Header:
+        from pacs_gateway import dicom_values
+
+        little = ts.is_little_endian
+        charset = found.pop(dicom_values.SPECIFIC_CHARACTER_SET, (b"", b""))[1].decode("ascii", "replace").strip(" \0")
+        encoding = dicom_values.CHARSETS.get(charset)
+        if encoding is None:
+            raise dicom_values.Unsupported(f"character set {charset!r}")
+        values: dict[str, object] = {}
+        for tag, (vr, raw) in found.items():
+            kw, dict_vr = self._tags[tag]
+            vr_s = vr.decode("ascii", "replace") if vr else dict_vr
+            if vr_s not in dicom_values.ALL_VRS:
+                raise dicom_values.Unsupported(f"VR {vr_s}")
+            v = dicom_values.decode(vr_s, raw, little, encoding)
+            if v is not None and v != "":
+                values[kw] = v
+        uids = {}
+        for name in self._UIDS:
+            v = values.get(name)
+            uids[name] = str(v).strip() if v is not None and not isinstance(v, list) else ("" if v is None else "\\".join(map(str, v)))
+        for name in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            uid = uids[name]
+            if not uid:
+                raise BadDataset(f"required attribute {name} is missing or empty", status.MISSING_UID)
+            if len(uid) > 64 or not _UID_RE.match(uid):
+                raise BadDataset(f"{name} '{uid[:70]}' is not a valid UID", status.MISSING_UID)
+        kept = {kw: values[kw] for kw in self.keywords if kw in values}
+        return Header(uids["StudyInstanceUID"], uids["SeriesInstanceUID"], uids["SOPInstanceUID"],
+                      uids["SOPClassUID"], uids["Modality"], kept)

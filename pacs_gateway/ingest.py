@@ -165,7 +165,8 @@ class IndexWriter:
                 if not item.future.done():
                     item.future.set_exception(IndexError_(msg))
             return
-        self.bus.notify()
+        if Outcome.NEW_VERSION in outcomes:  # the only event a batch can emit
+            self.bus.notify()
         for item, outcome in zip(batch, outcomes):
             item.future.set_result(outcome)
 

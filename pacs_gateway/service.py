@@ -6,6 +6,7 @@ import logging
 
 from pacs_gateway.classify import HEADER_KEYWORDS, classify_study
 from pacs_gateway.clinics import ClinicRegistry
+from pacs_gateway.dicom_bytes import HeaderReader
 from pacs_gateway.events import EventBus
 from pacs_gateway.index.db import open_index
 from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter
@@ -31,6 +32,7 @@ class Gateway:
         self.clinics.sync_config(settings.clinics)
         self.activity = Activity()
         self.header_keywords = tuple(dict.fromkeys((*HEADER_KEYWORDS, *STUDY_KEYWORDS, *SERIES_KEYWORDS)))
+        self.header_reader = HeaderReader(self.header_keywords)
         self.writer = IndexWriter(
             self.engine,
             self.store,
@@ -40,14 +42,13 @@ class Gateway:
             is_busy=self.activity.is_busy,
             released_at=self.activity.released_at,
         )
-        self.ae = None
         self.server = None
 
     def start(self, dicom: bool = True) -> None:
         self.writer.start()
         self.bus.start()
         if dicom:
-            self.ae, self.server = start_server(self)
+            self.server = start_server(self)
             log.info(
                 "DICOM SCP '%s' listening on %s:%d",
                 self.settings.dicom.ae_title, self.settings.dicom.bind, self.settings.dicom.port,

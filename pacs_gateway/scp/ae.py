@@ -1,6 +1,14 @@
-"""Wiring of the pynetdicom Application Entity: contexts, limits and handlers."""
+"""Wiring of the Storage SCP: presentation contexts, limits and handlers.
+
+The acceptor is ``pacs_gateway.ul`` (blocking sockets, one thread per
+association), which uses pynetdicom's PDU classes and presentation-context
+negotiation. Verification and every storage SOP class pynetdicom knows are
+accepted in every transfer syntax below.
+"""
 
 from __future__ import annotations
+
+from functools import partial
 
 from pydicom.uid import (
     JPEG2000,
@@ -20,10 +28,13 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AllStoragePresentationContexts
+from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification
 
 from pacs_gateway.scp import handlers
+from pacs_gateway.ul.acceptor import Handlers
+from pacs_gateway.ul.server import StorageServer
 from telerad.errors import ConfigError
 
 TRANSFER_SYNTAXES = [
@@ -46,41 +57,28 @@ TRANSFER_SYNTAXES = [
 ]
 
 
-def build_ae(ctx) -> AE:
-    """An AE accepting Verification and every storage SOP class in every syntax above."""
+def supported_contexts() -> list[PresentationContext]:
+    """Verification plus every storage SOP class, each in every transfer syntax we store."""
+    contexts = [build_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])]
+    contexts += [build_context(cx.abstract_syntax, TRANSFER_SYNTAXES) for cx in AllStoragePresentationContexts]
+    return contexts
+
+
+def start_server(ctx) -> StorageServer:
+    """Start listening and serving in background threads (``.shutdown()`` stops it)."""
     s = ctx.settings.dicom
-    ae = AE(ae_title=s.ae_title)
-    ae.maximum_pdu_size = s.max_pdu
-    ae.maximum_associations = s.max_associations
-    ae.acse_timeout = s.acse_timeout_s
-    ae.dimse_timeout = s.dimse_timeout_s
-    ae.network_timeout = s.network_timeout_s
-    ae.require_called_aet = False
-    ae.add_supported_context(Verification)
-    for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
-    return ae
-
-
-def event_handlers(ctx) -> list:
-    return [
-        (evt.EVT_REQUESTED, handlers.handle_requested, [ctx]),
-        (evt.EVT_C_ECHO, handlers.handle_echo),
-        (evt.EVT_C_STORE, handlers.handle_store, [ctx]),
-        (evt.EVT_RELEASED, handlers.handle_closed, [ctx]),
-        (evt.EVT_ABORTED, handlers.handle_closed, [ctx]),
-        (evt.EVT_CONN_CLOSE, handlers.handle_closed, [ctx]),
-    ]
-
-
-def start_server(ctx):
-    """Start the SCP in background threads; returns the server (``.shutdown()`` stops it)."""
-    ae = build_ae(ctx)
-    bind, port = ctx.settings.dicom.bind, ctx.settings.dicom.port
+    bound = Handlers(
+        requested=partial(handlers.handle_requested, ctx=ctx),
+        store=partial(handlers.handle_store, ctx=ctx),
+        closed=partial(handlers.handle_closed, ctx=ctx),
+    )
     try:
-        server = ae.start_server((bind, port), block=False, evt_handlers=event_handlers(ctx))
+        return StorageServer(
+            (s.bind, s.port), supported_contexts(), bound,
+            max_pdu=s.max_pdu, max_associations=s.max_associations,
+            acse_timeout=s.acse_timeout_s, network_timeout=s.network_timeout_s,
+        )  # fmt: skip
     except OSError as exc:
         raise ConfigError(
-            f"setting 'dicom.port': cannot listen on {bind}:{port}: {exc.strerror or exc} (is another DICOM server using it?)"
+            f"setting 'dicom.port': cannot listen on {s.bind}:{s.port}: {exc.strerror or exc} (is another DICOM server using it?)"
         ) from None
-    return ae, server

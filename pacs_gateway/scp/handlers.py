@@ -1,6 +1,6 @@
 """Association and C-STORE handlers. Thin: no pixel decoding, no state of their own.
 
-Dependencies arrive as explicit handler arguments (``evt_handlers=[(evt, fn, [ctx])]``).
+Dependencies arrive as an explicit ``ctx`` argument (bound in ``scp/ae.py``).
 """
 
 from __future__ import annotations
@@ -15,120 +15,80 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
 
 from pacs_gateway import status
-from pacs_gateway.dicom_bytes import check_structure, read_header
 from pacs_gateway.errors import BadDataset, IndexError_
 from pacs_gateway.ingest import Incoming, Outcome
 from pacs_gateway.store import discard
-from telerad.logctx import log_context
+from pacs_gateway.ul.acceptor import IMPLEMENTATION_UID, IMPLEMENTATION_VERSION, AssociationInfo, StoreRequest
 
 log = logging.getLogger(__name__)
 
 
-def _assoc_id(event) -> str:
-    assoc = event.assoc
-    aid = getattr(assoc, "_telerad_id", None)
-    if aid is None:
-        aid = f"as-{uuid.uuid4().hex[:8]}"
-        assoc._telerad_id = aid
-    return aid
+def handle_requested(info: AssociationInfo, ctx) -> tuple[int, int, int] | None:
+    """Before negotiation: refuse unknown calling AEs and a full disk (returns the A-ASSOCIATE-RJ reason)."""
+    calling, addr = info.calling_ae, f"{info.address}:{info.port}"
+    if not ctx.settings.dicom.accept_any_ae and ctx.clinics.by_ae(calling) is None:
+        log.warning("rejected association from %s: calling AE title '%s' not recognised", addr, calling)
+        return status.REJECT_CALLING_AE
+    used = ctx.store.usage_pct()
+    if used >= ctx.settings.dicom.disk_high_water_pct:
+        log.error(
+            "rejected association from %s (%s): disk %.1f%% full, above the %.1f%% high-water mark",
+            addr, calling, used, ctx.settings.dicom.disk_high_water_pct,
+        )
+        return status.REJECT_LOCAL_LIMIT
+    log.info("association from '%s' (%s) accepted", calling, addr)
+    return None
 
 
-def handle_requested(event, ctx) -> None:
-    """EVT_REQUESTED: refuse unknown calling AEs and a full disk, before negotiation."""
-    assoc = event.assoc
-    calling = assoc.requestor.primitive.calling_ae_title.strip()
-    addr = f"{assoc.requestor.address}:{assoc.requestor.port}"
-    token = log_context.set(_assoc_id(event))
-    try:
-        if not ctx.settings.dicom.accept_any_ae and ctx.clinics.by_ae(calling) is None:
-            log.warning("rejected association from %s: calling AE title '%s' not recognised", addr, calling)
-            _reject(assoc, status.REJECT_CALLING_AE)
-            return
-        used = ctx.store.usage_pct()
-        if used >= ctx.settings.dicom.disk_high_water_pct:
-            log.error(
-                "rejected association from %s (%s): disk %.1f%% full, above the %.1f%% high-water mark",
-                addr, calling, used, ctx.settings.dicom.disk_high_water_pct,
-            )
-            _reject(assoc, status.REJECT_LOCAL_LIMIT)
-            return
-        log.info("association requested by '%s' from %s", calling, addr)
-    finally:
-        log_context.reset(token)
+def handle_closed(info: AssociationInfo, how: str, ctx) -> None:
+    """Released, aborted or dropped: the series it touched start their quiet period."""
+    log.info("association from '%s' %s", info.calling_ae, how)
+    ctx.activity.close(info.id)
 
 
-def _reject(assoc, reason: tuple[int, int, int]) -> None:
-    """Send A-ASSOCIATE-RJ and wait until it has left, before the socket is closed."""
-    assoc.acse.send_reject(*reason)
-    assoc.kill()
-
-
-def handle_echo(event) -> int:
-    return status.SUCCESS
-
-
-def handle_closed(event, ctx) -> None:
-    """EVT_RELEASED / EVT_ABORTED / EVT_CONN_CLOSE: the series it touched start their quiet period."""
-    ctx.activity.close(_assoc_id(event))
-
-
-def _meta_length(part10: bytes) -> int:
-    """Length of preamble + prefix + file meta group in a Part-10 byte string."""
-    # (0002,0000) UL group length follows the 128-byte preamble and "DICM"
-    return 144 + struct.unpack_from("<I", part10, 140)[0]
-
-
-def handle_store(event, ctx) -> int:
-    aid = _assoc_id(event)
-    token = log_context.set(aid)
+def handle_store(req: StoreRequest, ctx) -> tuple[int, str | None]:
+    """C-STORE: check, write durably, index; answer only then. Returns (status, error comment)."""
     tmp = None
+    calling = req.assoc.calling_ae
     try:
-        calling = event.assoc.requestor.ae_title.strip()
-        ts = str(event.context.transfer_syntax)
-        sop_in_command = str(event.request.AffectedSOPInstanceUID)
-        class_in_command = str(event.request.AffectedSOPClassUID)
-        part10 = event.encoded_dataset(include_meta=True)
-        meta_len = _meta_length(part10)
+        meta = file_meta(req.sop_class_uid, req.sop_instance_uid, req.transfer_syntax)
         try:
-            check_structure(part10, ts, offset=meta_len)
-            header = read_header(part10, ctx.header_keywords)
-            if header.sop_uid != sop_in_command:
+            header = ctx.header_reader.read(req.dataset, req.transfer_syntax, lambda: meta + bytes(req.dataset))
+            if header.sop_uid != req.sop_instance_uid:
                 raise BadDataset(
-                    f"SOP Instance UID in the data set ({header.sop_uid}) differs from the command's ({sop_in_command})",
+                    f"SOP Instance UID in the data set ({header.sop_uid}) differs from the command's ({req.sop_instance_uid})",
                     status.INSTANCE_MISMATCH,
                 )
-            if header.sop_class_uid and header.sop_class_uid != class_in_command:
+            if header.sop_class_uid and header.sop_class_uid != req.sop_class_uid:
                 raise BadDataset(
-                    f"SOP Class UID in the data set ({header.sop_class_uid}) differs from the command's ({class_in_command})",
+                    f"SOP Class UID in the data set ({header.sop_class_uid}) differs from the command's ({req.sop_class_uid})",
                     status.SOP_CLASS_MISMATCH,
                 )
         except BadDataset as exc:
-            log.warning("refused instance %s from '%s': %s (0x%04X)", sop_in_command, calling, exc, exc.status)
-            return exc.status
-        crc = zlib.crc32(memoryview(part10)[meta_len:])
+            log.warning("refused instance %s from '%s': %s (0x%04X)", req.sop_instance_uid, calling, exc, exc.status)
+            return exc.status, str(exc)
+        crc = zlib.crc32(req.dataset)
         try:
             tmp = ctx.store.tmp / f"{uuid.uuid4().hex}.part"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
-                view = memoryview(part10)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
+                _write_all(fd, meta, req.dataset)
+                os.fdatasync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
-            log.error("cannot write instance %s: %s", sop_in_command, exc.strerror or exc)
+            log.error("cannot write instance %s: %s", req.sop_instance_uid, exc.strerror or exc)
             discard(tmp)
-            return status.OUT_OF_RESOURCES_WRITE
+            return status.OUT_OF_RESOURCES_WRITE, "the gateway could not write the instance"
         clinic = ctx.clinics.by_ae(calling)
-        ctx.activity.touch(aid, header.series_uid)
+        ctx.activity.touch(req.assoc.id, header.series_uid)
         item = Incoming(
             header=header,
-            transfer_syntax=ts,
+            transfer_syntax=req.transfer_syntax,
             calling_ae=calling,
             clinic_id=clinic.id if clinic else None,
             tmp=tmp,
-            size=len(part10),
+            size=len(meta) + len(req.dataset),
             crc32=crc,
             received_at=datetime.now(timezone.utc),
         )
@@ -136,17 +96,59 @@ def handle_store(event, ctx) -> int:
         try:
             outcome = ctx.writer.submit(item).result(timeout=ctx.settings.dicom.dimse_timeout_s)
         except (IndexError_, FutureTimeout) as exc:
-            log.error("instance %s not indexed: %s", sop_in_command, exc or "timed out")
-            return status.OUT_OF_RESOURCES_INDEX
+            log.error("instance %s not indexed: %s", req.sop_instance_uid, exc or "timed out")
+            return status.OUT_OF_RESOURCES_INDEX, "the gateway could not index the instance"
         if outcome is Outcome.DUPLICATE:
-            log.debug("instance %s already stored with identical bytes", sop_in_command)
-        return status.SUCCESS
+            log.debug("instance %s already stored with identical bytes", req.sop_instance_uid)
+        return status.SUCCESS, None
     except Exception:
         log.exception("unexpected failure storing an instance")
         discard(tmp)
-        return status.OUT_OF_RESOURCES_WRITE
-    finally:
-        log_context.reset(token)
+        return status.OUT_OF_RESOURCES_WRITE, "internal error while storing"
+
+
+def _write_all(fd: int, *parts) -> None:
+    views = [memoryview(p) for p in parts]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
+def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+    if vr == b"OB":
+        return struct.pack("<HH2sxxI", group, element, vr, len(value)) + value
+    return struct.pack("<HH2sH", group, element, vr, len(value)) + value
+
+
+def _ui(uid: str) -> bytes:
+    raw = uid.encode("ascii")
+    return raw + b"\0" if len(raw) % 2 else raw
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode("ascii", "replace")
+    return raw + b" " if len(raw) % 2 else raw
+
+
+def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information group (PS3.10 7.1) for a received instance.
+
+    Deterministic for the same instance and transfer syntax (no sender AE, no time), so
+    an identical re-send gives identical files and is recognised as a duplicate.
+    """
+    body = b"".join((
+        _element(2, 0x0001, b"OB", b"\x00\x01"),
+        _element(2, 0x0002, b"UI", _ui(sop_class)),
+        _element(2, 0x0003, b"UI", _ui(sop_instance)),
+        _element(2, 0x0010, b"UI", _ui(transfer_syntax)),
+        _element(2, 0x0012, b"UI", _ui(IMPLEMENTATION_UID)),
+        _element(2, 0x0013, b"SH", _text(IMPLEMENTATION_VERSION)),
+    ))  # fmt: skip
+    return b"\0" * 128 + b"DICM" + _element(2, 0x0000, b"UL", struct.pack("<I", len(body))) + body
 
 
 class Activity:

@@ -1,0 +1,111 @@
+"""DICOM Upper Layer PDU framing (PS3.8 section 9) over a blocking socket.
+
+Only the framing lives here: reading one PDU into a reusable buffer, walking
+the PDV items of a P-DATA-TF, and encoding the small PDUs the acceptor sends.
+A-ASSOCIATE-RQ/AC/RJ bodies are decoded and encoded with pynetdicom's PDU
+classes (see ``acceptor.py``).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+
+A_ASSOCIATE_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ = 0x01, 0x02, 0x03
+P_DATA_TF, A_RELEASE_RQ, A_RELEASE_RP, A_ABORT = 0x04, 0x05, 0x06, 0x07
+KNOWN_TYPES = frozenset(range(1, 8))
+
+_HEADER = struct.Struct(">BxI")
+_PDV = struct.Struct(">IBB")
+
+#: A-ABORT source 0x02 (service provider) reasons, PS3.8 9.3.8
+ABORT_UNRECOGNISED_PDU = 0x01
+ABORT_UNEXPECTED_PDU = 0x02
+ABORT_INVALID_PARAMETER = 0x06
+
+
+class PeerClosed(Exception):
+    """The peer closed the connection (or it broke) before a whole PDU arrived."""
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that are not a valid PDU; ``reason`` is the A-ABORT reason."""
+
+    def __init__(self, message: str, reason: int = ABORT_UNRECOGNISED_PDU):
+        super().__init__(message)
+        self.reason = reason
+
+
+class PduReader:
+    """Reads whole PDUs from ``sock`` into one buffer reused across PDUs.
+
+    max_length : the largest PDU body accepted (our negotiated maximum plus
+    slack for a peer that ignores it); a longer one is a protocol error.
+    """
+
+    def __init__(self, sock: socket.socket, max_length: int):
+        self.sock = sock
+        self.max_length = max_length
+        self._buf = bytearray(max(65536, min(max_length, 1 << 22)))
+        self._head = bytearray(6)
+
+    def _fill(self, view: memoryview) -> None:
+        got, n = 0, len(view)
+        while got < n:
+            try:
+                k = self.sock.recv_into(view[got:])
+            except (ConnectionError, OSError) as exc:
+                if isinstance(exc, socket.timeout):
+                    raise
+                raise PeerClosed(str(exc)) from None
+            if k == 0:
+                raise PeerClosed("connection closed by the peer")
+            got += k
+
+    def read(self) -> tuple[int, memoryview]:
+        """Return ``(pdu_type, body)``; ``body`` is valid until the next ``read``."""
+        self._fill(memoryview(self._head))
+        pdu_type, length = _HEADER.unpack(self._head)
+        if pdu_type not in KNOWN_TYPES:
+            raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}")
+        if length > self.max_length:
+            raise ProtocolError(f"PDU of {length} bytes exceeds the negotiated maximum", ABORT_INVALID_PARAMETER)
+        if length > len(self._buf):
+            self._buf = bytearray(length)
+        body = memoryview(self._buf)[:length]
+        self._fill(body)
+        return pdu_type, body
+
+
+def iter_pdvs(body: memoryview) -> Iterator[tuple[int, bool, bool, memoryview]]:
+    """Yield ``(context_id, is_command, is_last, fragment)`` for each PDV item of a P-DATA-TF body."""
+    pos, end = 0, len(body)
+    while pos < end:
+        if pos + 6 > end:
+            raise ProtocolError("P-DATA-TF ends inside a PDV item header", ABORT_INVALID_PARAMETER)
+        length, context_id, header = _PDV.unpack_from(body, pos)
+        if length < 2 or pos + 4 + length > end:
+            raise ProtocolError("PDV item length runs past the end of its P-DATA-TF", ABORT_INVALID_PARAMETER)
+        yield context_id, bool(header & 0x01), bool(header & 0x02), body[pos + 6 : pos + 4 + length]
+        pos += 4 + length
+
+
+def p_data(context_id: int, command: bytes, max_pdu: int = 0) -> bytes:
+    """One P-DATA-TF carrying a whole command set (commands are small: one PDV)."""
+    if max_pdu and len(command) + 6 > max_pdu:
+        raise ValueError("command set larger than the peer's maximum PDU")
+    pdv = _PDV.pack(len(command) + 2, context_id, 0x03) + command
+    return _HEADER.pack(P_DATA_TF, len(pdv)) + pdv
+
+
+def release_rp() -> bytes:
+    return _HEADER.pack(A_RELEASE_RP, 4) + b"\0\0\0\0"
+
+
+def abort(source: int = 0x02, reason: int = 0x00) -> bytes:
+    return _HEADER.pack(A_ABORT, 4) + bytes((0, 0, source, reason))
+
+
+def associate_rj(result: int, source: int, diagnostic: int) -> bytes:
+    return _HEADER.pack(A_ASSOCIATE_RJ, 4) + bytes((0, result, source, diagnostic))
