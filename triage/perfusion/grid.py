@@ -59,23 +59,42 @@ def bin_inplane(hu: np.ndarray, k: int) -> np.ndarray:
     if k == 1:
         return np.array(hu, dtype=np.float32, copy=True)
     t, nz, ny, nx = hu.shape
-    v = hu[:, :, : ny // k * k, : nx // k * k]
-    out = np.zeros((t, nz, ny // k, nx // k), np.float32)
-    for i in range(k):  # k^2 strided adds: no big temporary
-        for j in range(k):
-            out += v[:, :, i::k, j::k]
+    planes = hu.reshape(t * nz, ny, nx)[:, : ny // k * k, : nx // k * k]
+    out = np.zeros((t * nz, ny // k, nx // k), np.float32)
+    for p in range(t * nz):  # k^2 strided adds per plane, while the plane is in cache: no big temporary,
+        o, v = out[p], planes[p]  # and half the time of whole-volume strided adds (measured, 512x512x32x40)
+        for i in range(k):
+            for j in range(k):
+                o += v[i::k, j::k]
     out *= np.float32(1.0 / (k * k))
+    return out.reshape(t, nz, ny // k, nx // k)
+
+
+def _upsample_axis(a: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Linear k-fold upsampling of ``a`` along ``axis`` between block centres, edges clamped.
+
+    Output sample r of block i lies (r + 0.5) / k - 0.5 blocks from centre i, so each of the k phases
+    is a fixed blend of the array with its neighbour shifted by one: k strided writes, no fancy-index
+    copies (half the time of gathering with index arrays, measured on 32x512x512).
+    """
+    shape = list(a.shape)
+    shape[axis] *= k
+    out = np.empty(shape, np.float32)
+
+    def sl(s: slice) -> tuple:
+        idx = [slice(None)] * a.ndim
+        idx[axis] = s
+        return tuple(idx)
+
+    prev = np.concatenate([a[sl(slice(0, 1))], a[sl(slice(None, -1))]], axis=axis)
+    nxt = np.concatenate([a[sl(slice(1, None))], a[sl(slice(-1, None))]], axis=axis)
+    for r in range(k):
+        off = (r + 0.5) / k - 0.5
+        w = np.float32(abs(off))
+        o = out[sl(slice(r, None, k))]
+        np.multiply(a, np.float32(1.0) - w, out=o)
+        o += (prev if off < 0 else nxt) * w
     return out
-
-
-def _linear_taps(n_in: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights that upsample n_in block centres k-fold (edges clamp, like
-    ``scipy.ndimage.zoom(order=1, grid_mode=True, mode="nearest")``)."""
-    src = (np.arange(n_in * k) + 0.5) / k - 0.5
-    i0 = np.clip(np.floor(src).astype(np.int64), 0, n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    w = np.clip(src - i0, 0.0, 1.0).astype(np.float32)
-    return i0, i1, w
 
 
 def upsample(vol: np.ndarray, k: int, shape_yx: tuple[int, int]) -> np.ndarray:
@@ -83,10 +102,7 @@ def upsample(vol: np.ndarray, k: int, shape_yx: tuple[int, int]) -> np.ndarray:
     centres; rows/columns dropped by ``bin_inplane`` are filled from the edge."""
     out = vol.astype(np.float32, copy=False)
     if k > 1:
-        i0, i1, w = _linear_taps(vol.shape[2], k)
-        out = out[:, :, i0] * (1 - w) + out[:, :, i1] * w
-        i0, i1, w = _linear_taps(vol.shape[1], k)
-        out = out[:, i0, :] * (1 - w)[:, None] + out[:, i1, :] * w[:, None]
+        out = _upsample_axis(_upsample_axis(out, k, 2), k, 1)
     ny, nx = shape_yx
     if out.shape[1:] != (ny, nx):
         out = np.pad(out, ((0, 0), (0, ny - out.shape[1]), (0, nx - out.shape[2])), mode="edge")
