@@ -37,6 +37,7 @@ COPY triage ./triage
 COPY models ./models
 COPY viewer ./viewer
 COPY sample_dicom ./sample_dicom
+COPY stroke ./stroke
 RUN pip install --no-deps --no-build-isolation . \
  && if pip show torch >/dev/null 2>&1; then echo "error: torch must not be in the image" >&2; exit 1; fi \
  && telerad --help >/dev/null

@@ -42,11 +42,16 @@ class Gateway:
             is_busy=self.activity.is_busy,
             released_at=self.activity.released_at,
         )
+        # stroke triage in the loop: triage jobs on ctp series, results back as DICOM, alerts
+        from stroke.loop import StrokeLoop
+
+        self.stroke = StrokeLoop(self)
         self.server = None
 
     def start(self, dicom: bool = True) -> None:
         self.writer.start()
         self.bus.start()
+        self.stroke.start()
         if dicom:
             self.server = start_server(self)
             log.info(
@@ -58,6 +63,7 @@ class Gateway:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
+        self.stroke.stop()
         self.writer.stop()
         self.bus.stop()
         self.engine.dispose()

@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "studies": ("pacs_gateway.cli.studies", "list the studies in the index"),
     "clinic": ("pacs_gateway.cli.clinic", "register, list and remove sending clinics"),
     "analyze": ("triage.cli", "run CT-perfusion stroke triage on a folder of DICOM files"),
+    "oncall": ("stroke.cli.oncall", "add, list and remove the people alerted about strokes (tiers, channels)"),
+    "alerts": ("stroke.cli.alerts", "list stroke alerts and acknowledge them"),
     "phantom": ("sample_dicom.cli", "write a digital CT-perfusion phantom with ground truth"),
 }
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stroke.config import AlertSettings, OncallContactConfig, TriageSettings
 from telerad.errors import ConfigError
 
 DEFAULT_SECRET = "change-me-telerad-dev-secret"
@@ -92,6 +93,9 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     queue: QueueSettings = QueueSettings()
     clinics: list[ClinicConfig] = []
+    triage: TriageSettings = TriageSettings()
+    alerts: AlertSettings = AlertSettings()
+    oncall: list[OncallContactConfig] = []
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":

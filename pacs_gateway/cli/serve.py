@@ -65,7 +65,8 @@ def _run_http(gateway) -> None:
     from viewer.main import create_app
 
     s = gateway.settings
-    app = create_app(gateway.sessions, ready=lambda: gateway.server is not None)
+    app = create_app(gateway.sessions, ready=lambda: gateway.server is not None,
+                     alerts=gateway.stroke.alerts, store_root=gateway.store.root)
     config = uvicorn.Config(app, host=s.http.bind, port=s.http.port, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     server.run()

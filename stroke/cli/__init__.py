@@ -1,0 +1,1 @@
+"""``telerad oncall`` and ``telerad alerts``."""

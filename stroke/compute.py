@@ -1,0 +1,120 @@
+"""The triage compute, run in the worker process (never in the gateway process).
+
+Two calls per job, so the alert goes out before the slower work:
+
+1. :func:`analyze_job` links the series' files into a scratch folder, runs
+   ``triage.analyze`` and writes ``result.json`` and ``summary.png`` to the job's
+   outputs folder; returns the ``telerad analyze --json`` object.
+2. :func:`finish_job` writes the maps (``maps.npz``) and per-slice PNGs, builds the
+   SEG/SR/SC result objects (``triage.dicom_results``) and writes them as Part-10
+   files into the store's temp folder; returns their paths. It reuses the
+   analysis kept in memory by step 1, or repeats it when the worker was restarted.
+
+Everything here is plain data in, plain data out (the calls cross a process boundary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+_CACHE: dict[str, tuple] = {}  # job key -> (result, series, scratch folder)
+
+
+def warm() -> int:
+    """Import the compute stack (about a second) before the first job needs it."""
+    import triage.api  # noqa: F401
+    import triage.dicom_adapter  # noqa: F401
+    import triage.dicom_results  # noqa: F401
+    import triage.outputs  # noqa: F401
+    import triage.perfusion.pipeline  # noqa: F401
+
+    return os.getpid()
+
+
+def _link_files(files: list[str], scratch: Path) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for i, src in enumerate(files):
+        dst = scratch / f"{i:06d}.dcm"
+        try:
+            os.link(src, dst)
+        except OSError:
+            os.symlink(src, dst)
+
+
+def _analyze(job: dict):
+    from triage.api import analyze
+    from triage.dicom_adapter import load_ctp
+
+    scratch = Path(job["scratch"])
+    _link_files(job["files"], scratch)
+    t0 = time.perf_counter()
+    series = load_ctp(scratch)
+    t1 = time.perf_counter()
+    result = analyze(series, backend=job["backend"], device=job["device"])
+    timings = {"read_dicom": round(t1 - t0, 3), **dict(result.timings_s or {})}
+    timings["total"] = round(time.perf_counter() - t0, 3)
+    result = dataclasses.replace(result, timings_s=timings)
+    return result, series, scratch
+
+
+def analyze_job(job: dict) -> dict:
+    """Step 1. ``job``: key, files (absolute paths), scratch, outputs (folder), backend, device."""
+    from triage.errors import NotCTPError
+    from triage.outputs import render_summary
+
+    _CACHE.clear()  # one job at a time: drop anything a failed job left
+    try:
+        result, series, scratch = _analyze(job)
+    except NotCTPError as exc:
+        shutil.rmtree(job["scratch"], ignore_errors=True)
+        return {"status": "rejected", "error": str(exc)}
+    _CACHE[job["key"]] = (result, series, scratch)
+    out = Path(job["outputs"])
+    out.mkdir(parents=True, exist_ok=True)
+    doc = result.to_json_dict()
+    _write_atomic(out / "result.json", (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
+    tmp = out / f".summary-{uuid.uuid4().hex}.png"
+    render_summary(result, series).save(tmp)
+    os.replace(tmp, out / "summary.png")
+    return doc
+
+
+def finish_job(job: dict) -> list[dict]:
+    """Step 2. Extra ``job`` keys: objects_dir (the store's temp folder), created (ISO date-time), write_maps."""
+    from triage.dicom_results import build_result_objects
+    from triage.outputs import write_outputs
+
+    cached = _CACHE.pop(job["key"], None)
+    if cached is None:
+        cached = _analyze(job)
+    result, series, scratch = cached
+    try:
+        if job.get("write_maps", True):
+            write_outputs(result, series, job["outputs"], nifti=False, pngs=True)
+        created = _dt.datetime.fromisoformat(job["created"]).replace(tzinfo=None)
+        objects = build_result_objects(result, sorted(scratch.iterdir()), series=series, created=created)
+        written = []
+        for ds in objects:
+            path = Path(job["objects_dir"]) / f"{uuid.uuid4().hex}.part"
+            ds.save_as(path, enforce_file_format=True)
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+            written.append({"path": str(path), "sop_uid": str(ds.SOPInstanceUID),
+                            "series_uid": str(ds.SeriesInstanceUID), "modality": str(ds.Modality)})
+        return written
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

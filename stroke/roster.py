@@ -1,0 +1,118 @@
+"""The on-call roster: ``[[oncall]]`` in the config plus contacts added with ``telerad oncall add``.
+
+Both live in the ``oncall_contacts`` table (``source`` says which), so a running
+gateway sees CLI changes at its next alert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from pacs_gateway.index.models import OncallContact
+from stroke.config import OncallContactConfig
+from telerad.errors import TeleradError
+
+
+class RosterError(TeleradError, ValueError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    tier: int
+    email: str | None
+    webhook_url: str | None
+    webhook_secret: str | None
+    source: str
+
+    def channels(self) -> list[tuple[str, str]]:
+        """``[(channel, target)]``: ``("webhook", url)`` and/or ``("email", address)``."""
+        out = []
+        if self.webhook_url:
+            out.append(("webhook", self.webhook_url))
+        if self.email:
+            out.append(("email", self.email))
+        return out
+
+    def public(self) -> dict:
+        """The contact without its webhook secret."""
+        return {"name": self.name, "tier": self.tier, "email": self.email, "webhook": self.webhook_url,
+                "webhook_secret": "whsec_***" if self.webhook_secret else None, "source": self.source}
+
+
+def _contact(row: OncallContact) -> Contact:
+    return Contact(row.name, row.tier, row.email, row.webhook_url, row.webhook_secret, row.source)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_contact(**fields) -> OncallContactConfig:
+    """A contact from CLI options; errors name the option."""
+    clean = {k: v for k, v in fields.items() if v is not None}
+    try:
+        return OncallContactConfig(**clean)
+    except ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            loc = "-".join(str(p) for p in e.get("loc", ())).replace("_", "-")
+            msg = e.get("msg", "invalid value").removeprefix("Value error, ")
+            parts.append(f"--{loc}: {msg}" if loc else msg)
+        raise RosterError("; ".join(parts)) from None
+
+
+class Roster:
+    def __init__(self, sessions: sessionmaker):
+        self._sessions = sessions
+
+    def sync_config(self, contacts: list[OncallContactConfig]) -> None:
+        """Make the table agree with ``[[oncall]]`` (contacts added with the CLI are left alone)."""
+        names = {c.name for c in contacts}
+        with self._sessions.begin() as s:
+            for c in contacts:
+                row = s.execute(select(OncallContact).where(OncallContact.name == c.name)).scalar_one_or_none()
+                if row is None:
+                    row = OncallContact(name=c.name, created_at=_now())
+                    s.add(row)
+                row.tier, row.email, row.webhook_url, row.webhook_secret = c.tier, c.email, c.webhook, c.webhook_secret
+                row.source = "config"
+            s.execute(delete(OncallContact).where(OncallContact.source == "config", OncallContact.name.not_in(names)))
+
+    def add(self, contact: OncallContactConfig) -> Contact:
+        try:
+            with self._sessions.begin() as s:
+                row = OncallContact(name=contact.name, tier=contact.tier, email=contact.email,
+                                    webhook_url=contact.webhook, webhook_secret=contact.webhook_secret,
+                                    source="cli", created_at=_now())
+                s.add(row)
+                s.flush()
+                return _contact(row)
+        except IntegrityError:
+            raise RosterError(f"a contact named '{contact.name}' is already on the roster") from None
+
+    def remove(self, name: str) -> None:
+        with self._sessions.begin() as s:
+            n = s.execute(delete(OncallContact).where(OncallContact.name == name)).rowcount
+        if not n:
+            raise RosterError(f"no contact named '{name}' is on the roster")
+
+    def list(self) -> list[Contact]:
+        with self._sessions() as s:
+            rows = s.execute(select(OncallContact).order_by(OncallContact.tier, OncallContact.name)).scalars()
+            return [_contact(r) for r in rows]
+
+    def tier(self, tier: int) -> list[Contact]:
+        return [c for c in self.list() if c.tier == tier]
+
+    def next_tier(self, after: int) -> int | None:
+        """The lowest tier above ``after`` that has anyone on it."""
+        higher = sorted({c.tier for c in self.list() if c.tier > after})
+        return higher[0] if higher else None

@@ -1,0 +1,164 @@
+"""One triage job: claim the run, analyse in the worker, store, alert, then results as DICOM.
+
+The alert goes out as soon as the numbers and the summary PNG exist; maps, slice
+PNGs and the SEG/SR/SC objects follow. Any failure becomes a result the stroke
+team sees ("automated perfusion analysis failed: <reason>; read manually"),
+never silence: a rejected series, a failed analysis, an unexpected error, and a
+worker that keeps crashing (after ``triage.max_attempts`` tries).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+
+from pacs_gateway.index.models import Clinic, Instance, Series, Study, TriageRun
+from stroke import compute, payload, results, rules
+from stroke.pool import WorkerCrashed
+
+log = logging.getLogger(__name__)
+OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _fail_doc(run: TriageRun, reason: str) -> dict:
+    return {"status": "error", "error": reason, "study_instance_uid": run.study_uid,
+            "series_instance_uid": run.series_uid, "algorithm": {"name": "telerad-ctp", "version": run.algorithm_version},
+            "quality": {"reliable": False, "warnings": [{"code": "triage_error", "severity": "fatal", "message": reason}]}}
+
+
+class TriageRunner:
+    def __init__(self, gateway, alerts, pool):
+        self.gw, self.alerts, self.pool = gateway, alerts, pool
+        self.settings = gateway.settings
+        self.outputs_root = gateway.store.root / "_triage"
+
+    # claiming ------------------------------------------------------------------------
+    def _claim(self, run_id: int) -> TriageRun | None:
+        now = utcnow()
+        with self.gw.sessions.begin() as s:
+            n = s.execute(update(TriageRun).where(TriageRun.id == run_id, TriageRun.state == "queued").values(
+                state="running", attempts=TriageRun.attempts + 1, started_at=now, owner=OWNER,
+                lease_until=now + timedelta(seconds=self.settings.triage.lease_s))).rowcount
+            return s.get(TriageRun, run_id) if n == 1 else None
+
+    def _set(self, run_id: int, **values) -> None:
+        with self.gw.sessions.begin() as s:
+            s.execute(update(TriageRun).where(TriageRun.id == run_id, TriageRun.owner == OWNER).values(**values))
+
+    def run(self, run_id: int) -> str:
+        run = self._claim(run_id)
+        if run is None:
+            return "not queued"  # a duplicate task, or another worker has it
+        try:
+            return self._run(run)
+        except WorkerCrashed as exc:
+            if run.attempts < self.settings.triage.max_attempts:
+                log.error("triage of series %s: %s; will retry (attempt %d of %d)", run.series_uid, exc,
+                          run.attempts, self.settings.triage.max_attempts)
+                self._set(run.id, state="queued", reason=str(exc), lease_until=None)
+                return "retry"
+            return self._give_up(run, f"{exc}, {run.attempts} times")
+        except Exception as exc:  # a bug or a broken file: say so, never stay silent
+            log.exception("triage of series %s failed unexpectedly", run.series_uid)
+            return self._give_up(run, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _give_up(self, run: TriageRun, reason: str) -> str:
+        with self.gw.sessions() as s:
+            analysed = s.get(TriageRun, run.id).status is not None
+        if analysed:  # the numbers and the alert are out; only the result objects failed
+            log.error("triage of series %s: result objects not stored or routed: %s", run.series_uid, reason)
+            self._set(run.id, state="done", reason=f"result objects failed: {reason}", finished_at=utcnow(),
+                      lease_until=None)
+            return "error"
+        doc = _fail_doc(run, reason)
+        self._set(run.id, state="done", status="error", reason=reason, result=doc, reliable=False,
+                  finished_at=utcnow(), lease_until=None)
+        self._alert(run, doc, has_summary=False)
+        return "error"
+
+    # the job -------------------------------------------------------------------------
+    def _inputs(self, run: TriageRun):
+        with self.gw.sessions() as s:
+            study = s.execute(select(Study).where(Study.study_uid == run.study_uid)).scalar_one()
+            ctp = list(s.execute(select(Series).where(Series.study_id == study.id, Series.kind == "ctp")).scalars())
+            files = {sr.series_uid: list(s.execute(select(Instance.path).where(Instance.series_id == sr.id)
+                                                   .order_by(Instance.id)).scalars()) for sr in ctp}
+            covering = s.execute(select(TriageRun).where(
+                TriageRun.study_uid == run.study_uid, TriageRun.id != run.id, TriageRun.state == "done",
+                TriageRun.algorithm_version == run.algorithm_version, TriageRun.finished_at >= run.queued_at)
+            ).scalars().all()
+        return study, ctp, files, covering
+
+    def _run(self, run: TriageRun) -> str:
+        study, ctp, files, covering = self._inputs(run)
+        if any(sr.state != "complete" for sr in ctp):
+            self._set(run.id, state="waiting", lease_until=None)  # the last series' run covers this one
+            return "waiting"
+        if any(run.series_uid in (c.source_series or []) for c in covering):
+            self._set(run.id, state="covered", finished_at=utcnow(), lease_until=None)
+            return "covered"
+        sources = sorted(files)
+        store = self.gw.store
+        outputs_rel = f"_triage/{run.study_uid}/{run.series_uid}"
+        job = {"key": f"{run.id}:{run.generation}", "files": [str(store.path(p)) for u in sources for p in files[u]],
+               "scratch": str(store.tmp / f"triage-{run.id}"), "outputs": str(store.path(outputs_rel)),
+               "backend": self.settings.triage.backend, "device": self.settings.triage.device,
+               "objects_dir": str(store.tmp), "write_maps": self.settings.triage.write_maps,
+               "created": (run.queued_at.replace(tzinfo=timezone.utc) if run.queued_at.tzinfo is None
+                           else run.queued_at).isoformat()}
+        timeout = self.settings.triage.lease_s
+        doc = self.pool.call(compute.analyze_job, job, timeout=timeout)
+        doc.setdefault("algorithm", {"name": "telerad-ctp", "version": run.algorithm_version})
+        status = "ok" if doc.get("status") == "ok" else "failed"
+        reason = None if rules.outcome(doc) == "triage" else rules.failure_reason(doc)
+        self._set(run.id, status=status, reason=reason, result=doc, reliable=bool((doc.get("quality") or {}).get("reliable")),
+                  core_ml=doc.get("core_ml"), tmax6_ml=doc.get("tmax6_ml"), tmax10_ml=doc.get("tmax10_ml"),
+                  mismatch_ml=doc.get("mismatch_ml"), mismatch_ratio=doc.get("mismatch_ratio"),
+                  source_series=sources, outputs_dir=outputs_rel if doc.get("status") != "rejected" else None)
+        log.info("triage of series %s: %s (core %s mL, Tmax>6s %s mL)", run.series_uid, doc.get("status"),
+                 doc.get("core_ml"), doc.get("tmax6_ml"))
+        self._alert(run, doc, has_summary=doc.get("status") != "rejected")
+        objects = []
+        if doc.get("status") != "rejected":
+            written = self.pool.call(compute.finish_job, job, timeout=timeout)
+            objects = results.store_objects(self.gw, written, clinic_id=study.clinic_id)
+            results.route_objects(self.gw, run.study_uid, objects, kind="ctp")
+        self._set(run.id, state="done", finished_at=utcnow(), lease_until=None,
+                  objects=[{k: o[k] for k in ("series_uid", "sop_uid", "modality")} for o in objects])
+        return status
+
+    # alerting ------------------------------------------------------------------------
+    def _alert(self, run: TriageRun, doc: dict, *, has_summary: bool) -> int | None:
+        if not self.settings.alerts.enabled:
+            return None
+        on = rules.outcome(doc)
+        rule = rules.decide(self.settings.alerts.rules, on, doc)
+        if rule is None:
+            log.info("triage of series %s: no alert rule matched", run.series_uid)
+            return None
+        alert_type = rules.ALERT_TYPES[on]
+        clinic = self._clinic(run.study_uid)
+        now = utcnow()
+        body = payload.build_body(alert_type, study_uid=run.study_uid, series_uid=run.series_uid, clinic=clinic,
+                                  result=doc, public_url=self.settings.alerts.public_url, created_at=now,
+                                  run_id=run.id, has_summary=has_summary)
+        version = (doc.get("algorithm") or {}).get("version") or run.algorithm_version
+        alert_id = self.alerts.raise_alert(
+            key=f"triage:{run.series_uid}:{version}", type=alert_type, rule=rule.name, study_uid=run.study_uid,
+            series_uid=run.series_uid, clinic=clinic, message=body["message"], body=body,
+            requires_ack=rule.escalate, tier=rule.tier, triage_run_id=run.id)
+        return alert_id
+
+    def _clinic(self, study_uid: str) -> str | None:
+        with self.gw.sessions() as s:
+            return s.execute(select(Clinic.name).join(Study, Study.clinic_id == Clinic.id)
+                             .where(Study.study_uid == study_uid)).scalar()

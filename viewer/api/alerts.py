@@ -1,0 +1,98 @@
+"""Stroke alerts: list, read, acknowledge, and a live server-sent-events stream of every step.
+
+Every alert shows the algorithm and its version and the quality warnings of its
+numbers, and says that they are an automated result, not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+
+from pacs_gateway.index.models import Alert, AlertStep
+from stroke.alerts import AlertError, _iso
+from viewer.problems import Problem
+
+router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+HEARTBEAT_S = 15.0
+
+
+def _service(request: Request):
+    svc = getattr(request.app.state, "alerts", None)
+    if svc is None:
+        raise Problem(503, "Alerts unavailable", "this web service runs without the alert service")
+    return svc
+
+
+def _call(fn, *args):
+    try:
+        return fn(*args)
+    except AlertError as exc:
+        raise Problem(exc.status, "Alert error", str(exc)) from None
+
+
+@router.get("")
+def list_alerts(request: Request, limit: int = Query(100, ge=1, le=1000), study: str | None = None) -> list[dict]:
+    return _service(request).list(limit=limit, study_uid=study)
+
+
+@router.get("/stream")
+async def stream(request: Request, since: int | None = Query(None, ge=0)):
+    """``text/event-stream``: one event per lifecycle step (``alert.created``, ``alert.sent``, ...).
+
+    Resumes after the ``Last-Event-ID`` header (or ``?since=ID``); otherwise starts with new steps.
+    """
+    sessions = request.app.state.sessions
+    last = request.headers.get("last-event-id")
+    start = int(last) if last and last.isdigit() else since
+
+    def newest() -> int:
+        with sessions() as s:
+            return s.execute(select(func.max(AlertStep.id))).scalar() or 0
+
+    def fetch(after: int) -> list[tuple[int, str, str]]:
+        with sessions() as s:
+            rows = s.execute(select(AlertStep, Alert).join(Alert, Alert.id == AlertStep.alert_id)
+                             .where(AlertStep.id > after).order_by(AlertStep.id).limit(200)).all()
+            return [(st.id, f"alert.{st.step}", json.dumps({
+                "alert_id": a.id, "type": a.type, "step": st.step, "tier": st.tier, "at": _iso(st.at),
+                "user": st.user, "detail": st.detail, "state": a.state, "study_instance_uid": a.study_uid,
+                "clinic": a.clinic, "message": a.message, "automated_result": True}))
+                for st, a in rows]
+
+    async def events():
+        after = start if start is not None else await run_in_threadpool(newest)
+        idle = 0.0
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            rows = await run_in_threadpool(fetch, after)
+            for step_id, name, data in rows:
+                after = step_id
+                yield f"id: {step_id}\nevent: {name}\ndata: {data}\n\n"
+            if rows:
+                idle = 0.0
+                continue
+            await asyncio.sleep(0.5)
+            idle += 0.5
+            if idle >= HEARTBEAT_S:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+@router.get("/{alert_id}")
+def get_alert(alert_id: int, request: Request) -> dict:
+    return _call(_service(request).get, alert_id)
+
+
+@router.post("/{alert_id}/ack")
+def acknowledge(alert_id: int, request: Request, user: str = Body(..., embed=True, min_length=1, max_length=128)) -> dict:
+    """Acknowledge an alert as ``{"user": "NAME"}``; stops its escalation. 409 when already acknowledged."""
+    return _call(_service(request).acknowledge, alert_id, user)

@@ -1,0 +1,53 @@
+"""Triage results: the run of a CTP series and its summary PNG (an automated result, not a diagnosis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from pacs_gateway.index.models import TriageRun
+from stroke.alerts import _iso
+from viewer.api.deps import SessionDep
+from viewer.problems import Problem
+
+router = APIRouter(prefix="/api/triage", tags=["triage"])
+
+
+def _run(session, run_id: int) -> TriageRun:
+    run = session.get(TriageRun, run_id)
+    if run is None:
+        raise Problem(404, "Triage run not found", f"no triage run with id {run_id}")
+    return run
+
+
+@router.get("")
+def list_runs(session: SessionDep, study: str | None = None) -> list[dict]:
+    q = select(TriageRun).order_by(TriageRun.id.desc()).limit(200)
+    if study:
+        q = q.where(TriageRun.study_uid == study)
+    return [{"id": r.id, "study_instance_uid": r.study_uid, "series_instance_uid": r.series_uid,
+             "algorithm_version": r.algorithm_version, "state": r.state, "status": r.status, "reason": r.reason,
+             "core_ml": r.core_ml, "tmax6_ml": r.tmax6_ml, "tmax10_ml": r.tmax10_ml, "reliable": r.reliable,
+             "finished_at": _iso(r.finished_at), "automated_result": True} for r in session.execute(q).scalars()]
+
+
+@router.get("/{run_id}")
+def get_run(run_id: int, session: SessionDep) -> dict:
+    r = _run(session, run_id)
+    return {"id": r.id, "state": r.state, "status": r.status, "reason": r.reason, "result": r.result,
+            "objects": r.objects or [], "attempts": r.attempts, "queued_at": _iso(r.queued_at),
+            "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+            "disclaimer": "Automated result, not a diagnosis."}
+
+
+@router.get("/{run_id}/summary.png")
+def summary_png(run_id: int, request: Request, session: SessionDep):
+    r = _run(session, run_id)
+    root = getattr(request.app.state, "store_root", None)
+    path = Path(root) / r.outputs_dir / "summary.png" if root and r.outputs_dir else None
+    if path is None or not path.is_file():
+        raise Problem(404, "Summary not available", f"triage run {run_id} has no summary image (state {r.state})")
+    return FileResponse(path, media_type="image/png")
