@@ -35,6 +35,8 @@ class Command:
     sop_class_uid: str
     sop_instance_uid: str
     priority: int = 0
+    status: int | None = None  # responses only
+    error_comment: str | None = None
 
 
 def _text(value: bytes) -> str:
@@ -65,11 +67,13 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
 
     return Command(
         command_field=us(_COMMAND_FIELD),
-        message_id=us(_MESSAGE_ID, 0),
+        message_id=us(_MESSAGE_ID, us(_RESPONDED_TO, 0)),
         has_dataset=us(_DATASET_TYPE, NO_DATASET) != NO_DATASET,
         sop_class_uid=_text(values.get(_AFFECTED_SOP_CLASS, b"")),
         sop_instance_uid=_text(values.get(_AFFECTED_SOP_INSTANCE, b"")),
         priority=us(_PRIORITY, 0),
+        status=us(_STATUS, 0) if _STATUS in values else None,
+        error_comment=_text(values[_ERROR_COMMENT]) if _ERROR_COMMENT in values else None,
     )
 
 
@@ -103,4 +107,27 @@ def encode_response(request: Command, status: int, error_comment: str | None = N
     if request.command_field == C_STORE_RQ and request.sop_instance_uid:
         body.append(_element(_AFFECTED_SOP_INSTANCE, _uid(request.sop_instance_uid)))
     payload = b"".join(body)
+    return _element(0x0000, _UL.pack(len(payload))) + payload
+
+
+def encode_store_request(message_id: int, sop_class: str, sop_instance: str, priority: int = 0) -> bytes:
+    """A C-STORE-RQ command set (a data set follows)."""
+    payload = b"".join((
+        _element(_AFFECTED_SOP_CLASS, _uid(sop_class)),
+        _element(_COMMAND_FIELD, _US.pack(C_STORE_RQ)),
+        _element(_MESSAGE_ID, _US.pack(message_id & 0xFFFF)),
+        _element(_PRIORITY, _US.pack(priority)),
+        _element(_DATASET_TYPE, _US.pack(0x0000)),
+        _element(_AFFECTED_SOP_INSTANCE, _uid(sop_instance)),
+    ))  # fmt: skip
+    return _element(0x0000, _UL.pack(len(payload))) + payload
+
+
+def encode_echo_request(message_id: int) -> bytes:
+    payload = b"".join((
+        _element(_AFFECTED_SOP_CLASS, _uid("1.2.840.10008.1.1")),
+        _element(_COMMAND_FIELD, _US.pack(C_ECHO_RQ)),
+        _element(_MESSAGE_ID, _US.pack(message_id & 0xFFFF)),
+        _element(_DATASET_TYPE, _US.pack(NO_DATASET)),
+    ))  # fmt: skip
     return _element(0x0000, _UL.pack(len(payload))) + payload

@@ -109,3 +109,25 @@ def abort(source: int = 0x02, reason: int = 0x00) -> bytes:
 
 def associate_rj(result: int, source: int, diagnostic: int) -> bytes:
     return _HEADER.pack(A_ASSOCIATE_RJ, 4) + bytes((0, result, source, diagnostic))
+
+
+def data_buffers(context_id: int, data, max_pdu: int) -> list:
+    """The buffers of the P-DATA-TF PDUs carrying a data set, one PDV per PDU, for ``socket.sendmsg``.
+
+    max_pdu : the peer's maximum length of a P-DATA-TF variable field (0 means unlimited; fragments
+    are then 1 MiB). The data set bytes are not copied: the list holds header bytes and slices.
+    """
+    view = memoryview(data)
+    step = (max_pdu or (1 << 20) + 6) - 6
+    out: list = []
+    n = len(view)
+    for start in range(0, max(n, 1), step):
+        chunk = view[start : start + step]
+        last = start + step >= n
+        out.append(_HEADER.pack(P_DATA_TF, len(chunk) + 6) + _PDV.pack(len(chunk) + 2, context_id, 0x02 if last else 0x00))
+        out.append(chunk)
+    return out
+
+
+def release_rq() -> bytes:
+    return _HEADER.pack(A_RELEASE_RQ, 4) + b"\0\0\0\0"
