@@ -1,0 +1,93 @@
+"""Alert lifecycle against real loopback receivers: escalation exactly once, ack stops it, retries keep the id."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from pacs_gateway.index.models import AlertDelivery
+from pacs_gateway.service import Gateway
+from stroke.alerts import AlertError
+from tests.gateway.conftest import make_settings
+from tests.routing.conftest import wait_until
+from tests.stroke.conftest import SECRET_1, SECRET_2, contact, verify_standard_webhook
+from tests.stroke.receivers import WebhookReceiver
+
+FAST = {"alerts.escalation_timeout_s": 1.5, "alerts.poll_s": 0.1, "alerts.retry_initial_s": 0.2,
+        "alerts.retry_max_delay_s": 0.5, "triage.enabled": False}
+
+
+@pytest.fixture
+def two_tiers(tmp_path):
+    with WebhookReceiver() as a, WebhookReceiver() as b:
+        gw = Gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, a), contact("Dr B", 2, b, SECRET_2)], **FAST))
+        gw.start()
+        try:
+            yield gw, a, b
+        finally:
+            gw.stop()
+
+
+def _raise(gw, key="triage:1.2.3:1.0.0"):
+    body = {"type": "stroke.triage", "study_instance_uid": "1.2.3", "clinic": None, "result": None}
+    return gw.stroke.alerts.raise_alert(key=key, type="stroke.triage", rule="perfusion deficit", study_uid="1.2.3",
+                                        series_uid="1.2.3.4", clinic=None, message="test alert", body=body,
+                                        requires_ack=True, tier=1)
+
+
+def _steps(gw, alert_id):
+    return [(s["step"], s["tier"]) for s in gw.stroke.alerts.get(alert_id)["steps"]]
+
+
+def test_no_ack_escalates_to_the_next_tier_exactly_once(two_tiers):
+    gw, a, b = two_tiers
+    alert_id = _raise(gw)
+    assert _raise(gw) is None  # the same key again: no second alert
+    first = verify_standard_webhook(SECRET_1, a.wait(1, 10)[0])
+    assert first["alert_id"] == alert_id and first["tier"] == 1
+    t0 = time.monotonic()
+    second = verify_standard_webhook(SECRET_2, b.wait(1, 15)[0])
+    assert second["alert_id"] == alert_id and second["tier"] == 2
+    assert time.monotonic() - t0 >= 1.0  # not before the timeout
+    time.sleep(3.5)  # more than two further timeouts: nothing is repeated
+    assert len(a.accepted()) == 1 and len(b.accepted()) == 1
+    assert _steps(gw, alert_id) == [("created", 1), ("sent", 1), ("escalated", 2), ("sent", 2), ("unanswered", 2)]
+    acked = gw.stroke.alerts.acknowledge(alert_id, "Dr B")
+    assert acked["state"] == "acknowledged" and acked["tier"] == 2
+    with pytest.raises(AlertError, match="already acknowledged by Dr B"):
+        gw.stroke.alerts.acknowledge(alert_id, "Dr A")
+
+
+def test_an_ack_stops_the_escalation(two_tiers):
+    gw, a, b = two_tiers
+    alert_id = _raise(gw)
+    a.wait(1, 10)
+    wait_until(lambda: ("sent", 1) in _steps(gw, alert_id), 5, what="the sent step")
+    gw.stroke.alerts.acknowledge(alert_id, "Dr A")
+    time.sleep(3.0)  # two escalation timeouts
+    assert b.accepted() == [] and len(a.accepted()) == 1
+    assert _steps(gw, alert_id) == [("created", 1), ("sent", 1), ("acknowledged", 1)]
+    assert gw.stroke.alerts.get(alert_id)["acknowledged_by"] == "Dr A"
+
+
+def test_a_failing_receiver_is_retried_with_backoff_under_one_webhook_id(tmp_path):
+    with WebhookReceiver(fail_first=2) as hook:
+        gw = Gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, hook)], **FAST))
+        gw.start()
+        try:
+            alert_id = _raise(gw)
+            (ok,) = hook.wait(1, 20)
+            verify_standard_webhook(SECRET_1, ok)
+            assert len(hook.requests) == 3 and len({r["headers"]["webhook-id"] for r in hook.requests}) == 1
+            gaps = [b["at"] - a["at"] for a, b in zip(hook.requests, hook.requests[1:])]
+            assert all(g >= 0.15 for g in gaps)  # backed off, not hammered
+            def delivery():
+                with gw.sessions() as s:
+                    d = s.execute(select(AlertDelivery).where(AlertDelivery.alert_id == alert_id)).scalar_one()
+                return d if d.state != "sending" else None
+            d = wait_until(delivery, 5, what="the delivery recorded")
+            assert (d.state, d.attempts, d.last_error) == ("delivered", 3, None)
+        finally:
+            gw.stop()
