@@ -32,6 +32,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_receive.py
 	$(BIN)/python benchmarks/bench_triage.py
+	$(BIN)/python benchmarks/bench_route.py
 
 clean:
 	rm -rf var .pytest_cache

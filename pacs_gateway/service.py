@@ -10,6 +10,7 @@ from pacs_gateway.dicom_bytes import HeaderReader
 from pacs_gateway.events import EventBus
 from pacs_gateway.index.db import open_index
 from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter
+from pacs_gateway.routing.router import Router
 from pacs_gateway.scp.ae import start_server
 from pacs_gateway.scp.handlers import Activity
 from pacs_gateway.store import ObjectStore
@@ -42,6 +43,8 @@ class Gateway:
             is_busy=self.activity.is_busy,
             released_at=self.activity.released_at,
         )
+        # routing: ledger rows are written by a hook inside the transaction that completes a series
+        self.router = Router(settings, self.engine, self.sessions, self.store, self.bus)
         # stroke triage in the loop: triage jobs on ctp series, results back as DICOM, alerts
         from stroke.loop import StrokeLoop
 
@@ -51,6 +54,7 @@ class Gateway:
     def start(self, dicom: bool = True) -> None:
         self.writer.start()
         self.bus.start()
+        self.router.start()
         self.stroke.start()
         if dicom:
             self.server = start_server(self)
@@ -66,6 +70,7 @@ class Gateway:
         self.stroke.stop()
         self.writer.stop()
         self.bus.stop()
+        self.router.stop()
         self.engine.dispose()
 
     def __enter__(self) -> "Gateway":

@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "send": ("pacs_gateway.cli.send", "send DICOM files to a peer with C-STORE"),
     "studies": ("pacs_gateway.cli.studies", "list the studies in the index"),
     "clinic": ("pacs_gateway.cli.clinic", "register, list and remove sending clinics"),
+    "destination": ("pacs_gateway.cli.destination", "add, list and remove the destinations studies are routed to"),
+    "deliveries": ("pacs_gateway.cli.deliveries", "the delivery ledger: state per series and destination; retry failed"),
     "analyze": ("triage.cli", "run CT-perfusion stroke triage on a folder of DICOM files"),
     "oncall": ("stroke.cli.oncall", "add, list and remove the people alerted about strokes (tiers, channels)"),
     "alerts": ("stroke.cli.alerts", "list stroke alerts and acknowledge them"),

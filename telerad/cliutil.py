@@ -54,6 +54,8 @@ def configure_logging(level: str = "INFO") -> None:
     # pynetdicom logs every C-STORE at INFO; keep its association-level news only when debugging
     if level != "DEBUG":
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        logging.getLogger("openjpeg").setLevel(logging.WARNING)  # logs every encoded tile at INFO
+        logging.getLogger("huey").setLevel(logging.WARNING)  # logs every task at INFO
 
 
 def run_cli(prog: str, body: Callable[[], int | None]) -> int:

@@ -17,19 +17,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pacs_gateway.routing.config import DestinationConfig, RoutingSettings
 from stroke.config import AlertSettings, OncallContactConfig, TriageSettings
 from telerad.errors import ConfigError
+from telerad.validators import ae_title
 
 DEFAULT_SECRET = "change-me-telerad-dev-secret"
+QUEUE_SCHEMES = ("redis://", "rediss://", "unix://", "postgresql://", "postgres://", "postgresql+psycopg://")
 
 
-def _ae_title(value: str) -> str:
-    value = value.strip()
-    if not value or len(value) > 16:
-        raise ValueError("an AE title must be 1 to 16 characters")
-    if "\\" in value or any(ord(c) < 32 for c in value):
-        raise ValueError("an AE title must not contain backslashes or control characters")
-    return value
+_ae_title = ae_title
 
 
 class _Section(BaseModel):
@@ -73,7 +70,15 @@ class DatabaseSettings(_Section):
 
 
 class QueueSettings(_Section):
-    url: str | None = None  # None: SQLite-backed in-process queue in <data_dir>/queue.sqlite3
+    url: str | None = None  # None: SQLite-backed queue in <data_dir>/queue.sqlite3
+    name: str = Field(default="telerad", pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # prefix of the queue names
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(QUEUE_SCHEMES):
+            raise ValueError(f"the queue URL must start with one of {', '.join(QUEUE_SCHEMES)}")
+        return value
 
 
 class Settings(BaseSettings):
@@ -93,12 +98,18 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     queue: QueueSettings = QueueSettings()
     clinics: list[ClinicConfig] = []
+    destinations: list[DestinationConfig] = []
+    routing: RoutingSettings = RoutingSettings()
     triage: TriageSettings = TriageSettings()
     alerts: AlertSettings = AlertSettings()
     oncall: list[OncallContactConfig] = []
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
+        names = [d.name for d in self.destinations]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"destinations.{i}.name: another destination is already named '{name}'")
         if self.environment == "production":
             if self.secret_key == DEFAULT_SECRET:
                 raise ValueError("secret_key must be set to a private value when environment is 'production'")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -107,6 +107,57 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Destination(Base):
+    """A place routed instances go: ``dicom`` (C-STORE) or ``dicomweb`` (STOW-RS)."""
+
+    __tablename__ = "destinations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    config: Mapped[dict] = mapped_column(JSON, default=dict)  # a DestinationConfig, as JSON
+    source: Mapped[str] = mapped_column(String(16), default="cli")  # "cli" | "config"
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    """The delivery ledger: one row per (instance, destination). The truth about what was sent.
+
+    state: queued -> sending (leased by one worker until lease_until) -> delivered | failed;
+    a transient failure puts the row back to queued with next_attempt_at in the future.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "destination_id"),
+        Index("ix_deliveries_group", "series_id", "destination_id", "state"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id", ondelete="CASCADE"), index=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    lane: Mapped[str] = mapped_column(String(8))  # "stroke" | "routine"
+    rule: Mapped[str | None] = mapped_column(String(128))  # the routing rule that chose it (None: defaults)
+    state: Mapped[str] = mapped_column(String(12), default="queued")
+    version: Mapped[int] = mapped_column(Integer, default=1)  # instance version this row delivers
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # start of the retry window (max age)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a task was queued for it
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    wire_syntax: Mapped[str | None] = mapped_column(String(64))  # transfer syntax it went out in
+    bytes_sent: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_saved: Mapped[int | None] = mapped_column(BigInteger)  # by lossless wire compression
+
 
 
 # ----------------------------------------------------------------------------- stroke triage and alerts

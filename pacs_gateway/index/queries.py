@@ -68,7 +68,15 @@ def get_study(session: Session, study_uid: str) -> dict | None:
         return None
     st, cl = row
     series = list(session.execute(select(Series).where(Series.study_id == st.id)).scalars())
-    return _study_dict(st, cl, series)
+    out = _study_dict(st, cl, series)
+    from pacs_gateway.routing.report import study_deliveries
+
+    per_study, per_series = study_deliveries(session, st.id)
+    out["deliveries"] = per_study
+    uid_to_id = {s.series_uid: s.id for s in series}
+    for s in out["series"]:
+        s["deliveries"] = per_series.get(uid_to_id[s["series_instance_uid"]], [])
+    return out
 
 
 def count_instances(session: Session) -> int:

@@ -1,0 +1,162 @@
+"""Destinations: declared in ``[[destinations]]`` or added with ``telerad destination add``.
+
+Both live in the ``destinations`` table (``source`` says which), so the ledger can
+reference them and a running gateway sees CLI changes within ``ttl_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from pacs_gateway.errors import GatewayError
+from pacs_gateway.index.models import Delivery, Destination
+from pacs_gateway.routing.config import DestinationConfig
+
+log = logging.getLogger(__name__)
+
+PENDING_STATES = ("queued", "sending")
+
+
+class DestinationError(GatewayError, ValueError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class DestinationInfo:
+    id: int
+    name: str
+    kind: str
+    is_default: bool
+    source: str
+    config: DestinationConfig
+
+    def address(self) -> str:
+        c = self.config
+        if c.kind == "dicom":
+            tls = " (TLS)" if c.tls and c.tls.enabled else ""
+            return f"{c.ae_title}@{c.host}:{c.port}{tls}"
+        return str(c.url)
+
+
+def _info(row: Destination) -> DestinationInfo:
+    return DestinationInfo(row.id, row.name, row.kind, bool(row.is_default), row.source, DestinationConfig(**row.config))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def load_all(conn: Connection) -> list[DestinationInfo]:
+    """Every destination, read on ``conn`` (so routing sees its own transaction's view)."""
+    return [
+        DestinationInfo(r["id"], r["name"], r["kind"], bool(r["is_default"]), r["source"], DestinationConfig(**r["config"]))
+        for r in conn.execute(select(Destination.__table__).order_by(Destination.name)).mappings()
+    ]
+
+
+class DestinationRegistry:
+    def __init__(self, sessions: sessionmaker, ttl_s: float = 2.0):
+        self._sessions = sessions
+        self._ttl = ttl_s
+        self._lock = threading.Lock()
+        self._by_id: dict[int, DestinationInfo] = {}
+        self._loaded_at = 0.0
+
+    def sync_config(self, destinations: list[DestinationConfig]) -> None:
+        """Make the table agree with ``[[destinations]]`` (CLI-added ones are left alone)."""
+        names = {d.name for d in destinations}
+        with self._sessions.begin() as s:
+            for d in destinations:
+                row = s.execute(select(Destination).where(Destination.name == d.name)).scalar_one_or_none()
+                data = d.model_dump(mode="json")
+                if row is None:
+                    s.add(Destination(name=d.name, kind=d.kind, is_default=d.default, config=data, source="config", created_at=_now()))
+                else:
+                    row.kind, row.is_default, row.config, row.source = d.kind, d.default, data, "config"
+            for row in s.execute(select(Destination).where(Destination.source == "config")).scalars():
+                if row.name in names:
+                    continue
+                pending = _pending(s, row.id)
+                if pending:
+                    log.warning(
+                        "destination '%s' is no longer in the config but has %d pending deliveries; kept "
+                        "(remove it with 'telerad destination remove --force')", row.name, pending,
+                    )
+                else:
+                    s.delete(row)
+        self.invalidate()
+
+    def add(self, config: DestinationConfig) -> DestinationInfo:
+        try:
+            with self._sessions.begin() as s:
+                row = Destination(
+                    name=config.name, kind=config.kind, is_default=config.default,
+                    config=config.model_dump(mode="json"), source="cli", created_at=_now(),
+                )  # fmt: skip
+                s.add(row)
+                s.flush()
+                info = _info(row)
+        except IntegrityError:
+            raise DestinationError(f"a destination named '{config.name}' already exists") from None
+        self.invalidate()
+        return info
+
+    def remove(self, name: str, *, force: bool = False) -> int:
+        """Delete a destination and its ledger rows; returns how many pending rows were dropped."""
+        with self._sessions.begin() as s:
+            row = s.execute(select(Destination).where(Destination.name == name)).scalar_one_or_none()
+            if row is None:
+                raise DestinationError(f"no destination named '{name}'")
+            pending = _pending(s, row.id)
+            if pending and not force:
+                raise DestinationError(
+                    f"destination '{name}' has {pending} pending deliveries; use --force to drop them"
+                )
+            s.execute(delete(Delivery).where(Delivery.destination_id == row.id))
+            s.delete(row)
+        self.invalidate()
+        return pending
+
+    def list(self) -> list[DestinationInfo]:
+        with self._sessions() as s:
+            return [_info(r) for r in s.execute(select(Destination).order_by(Destination.name)).scalars()]
+
+    def get(self, destination_id: int) -> DestinationInfo | None:
+        with self._lock:
+            if time.monotonic() - self._loaded_at > self._ttl:
+                self._by_id = {d.id: d for d in self.list()}
+                self._loaded_at = time.monotonic()
+            return self._by_id.get(destination_id)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = 0.0
+
+
+def _pending(session, destination_id: int) -> int:
+    return session.execute(
+        select(func.count(Delivery.id)).where(Delivery.destination_id == destination_id, Delivery.state.in_(PENDING_STATES))
+    ).scalar_one()
+
+
+def parse_destination(**fields) -> DestinationConfig:
+    """A :class:`DestinationConfig` from CLI options; errors name the option."""
+    clean = {k: v for k, v in fields.items() if v is not None}
+    try:
+        return DestinationConfig(**clean)
+    except ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            loc = "-".join(str(p) for p in e.get("loc", ())).replace("_", "-")
+            msg = e.get("msg", "invalid value").removeprefix("Value error, ")
+            parts.append(f"--{loc}: {msg}" if loc else msg)
+        raise DestinationError("; ".join(parts)) from None
