@@ -46,7 +46,7 @@ class Gateway:
         # routing: ledger rows are written by a hook inside the transaction that completes a series
         self.router = Router(settings, self.engine, self.sessions, self.store, self.bus)
         # stroke triage in the loop: triage jobs on ctp series, results back as DICOM, alerts
-        from stroke.loop import StrokeLoop
+        from stroke.jobs import StrokeLoop
 
         self.stroke = StrokeLoop(self)
         self.server = None

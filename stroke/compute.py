@@ -11,6 +11,10 @@ Two calls per job, so the alert goes out before the slower work:
    analysis kept in memory by step 1, or repeats it when the worker was restarted.
 
 Everything here is plain data in, plain data out (the calls cross a process boundary).
+:class:`ComputePool` (used by the gateway process) owns that one long-lived worker
+process (``spawn``, so no threads are forked). A worker that dies (killed, out of
+memory) is replaced on the next call, which raises :class:`WorkerCrashed` so the
+job can be retried.
 """
 
 from __future__ import annotations
@@ -18,11 +22,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import logging
+import multiprocessing
 import os
 import shutil
+import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _CACHE: dict[str, tuple] = {}  # job key -> (result, series, scratch folder)
 
@@ -118,3 +129,43 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- the worker process
+
+class WorkerCrashed(RuntimeError):
+    pass
+
+
+class ComputePool:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def warm(self) -> None:
+        """Start the worker and import the compute stack in it, in the background."""
+        self._get().submit(warm)
+
+    def call(self, fn, *args, timeout: float | None = None):
+        pool = self._get()
+        try:
+            return pool.submit(fn, *args).result(timeout=timeout)
+        except BrokenProcessPool:
+            log.error("the triage worker process died; starting a new one")
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise WorkerCrashed("the triage worker process died (killed or out of memory)") from None
+
+    def stop(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

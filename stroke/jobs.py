@@ -1,5 +1,7 @@
 """Triage jobs: gateway events in, a Huey task per CTP series out, and the pre-alert.
 
+:class:`StrokeLoop` wires roster, alerts, the worker process and the jobs into the gateway.
+
 - A transactional hook on ``series.complete``/``series.updated`` writes (or re-queues)
   the ``triage_runs`` row of a ``ctp`` series inside the transaction that completes
   it, so a crash can never lose a job; a subscriber enqueues the Huey task after
@@ -8,7 +10,7 @@
   queued again, and a duplicate task finds the run claimed and does nothing.
 - Tasks go to their own Huey queue, ``<queue.name>-triage`` (the routing engineer's
   ``make_huey``), consumed by one dedicated thread whose work runs in the worker
-  process (:mod:`.pool`), so receiving and routing never wait for triage.
+  process (:class:`.compute.ComputePool`), so receiving and routing never wait for triage.
 - ``ncct_head``/``cta_head`` series raise the ``stroke.incoming`` pre-alert (one per study).
 """
 
@@ -27,8 +29,12 @@ from sqlalchemy import Connection, insert, or_, select, update
 from pacs_gateway import events as ev
 from pacs_gateway.index.models import Clinic, Series, Study, TriageRun
 from pacs_gateway.routing.queue import make_huey
-from stroke import payload, rules
-from stroke.runner import OWNER
+from stroke import rules
+from stroke.alerts import AlertService
+from stroke.compute import ComputePool
+from stroke.delivery import AlertWorker
+from stroke.roster import Roster
+from stroke.runner import OWNER, TriageRunner
 
 log = logging.getLogger(__name__)
 PRE_ALERT_KINDS = ("ncct_head", "cta_head")
@@ -104,7 +110,7 @@ class TriageJobs:
                                .where(Study.study_uid == study_uid)).scalar()
             desc = s.execute(select(Series.series_description).where(Series.series_uid == series_uid)).scalar()
         label = {"ncct_head": "non-contrast head CT", "cta_head": "CT angiography of the head"}[kind]
-        body = payload.build_body("stroke.incoming", study_uid=study_uid, series_uid=series_uid, clinic=clinic,
+        body = rules.build_body("stroke.incoming", study_uid=study_uid, series_uid=series_uid, clinic=clinic,
                                   result=None, public_url=self.settings.alerts.public_url, created_at=_utcnow(),
                                   series_description=f"{label} ({desc})" if desc else label)
         return self.alerts.raise_alert(key=f"incoming:{study_uid}", type="stroke.incoming", rule=rule.name,
@@ -192,3 +198,28 @@ def _alive(owner: str, host: str) -> bool:
     except PermissionError:
         return True
     return False if int(parts[1]) == os.getpid() else True
+
+
+# ----------------------------------------------------------------------------- wiring
+
+class StrokeLoop:
+    def __init__(self, gateway):
+        s = gateway.settings
+        self.roster = Roster(gateway.sessions)
+        self.roster.sync_config(s.oncall)
+        self.alerts = AlertService(s.alerts, gateway.sessions, self.roster, on_new=lambda: self.worker.notify())
+        self.worker = AlertWorker(s.alerts, gateway.sessions, self.alerts, gateway.store.root)
+        self.pool = ComputePool()
+        self.runner = TriageRunner(gateway, self.alerts, self.pool)
+        self.jobs = TriageJobs(gateway, self.runner, self.alerts)
+
+    def start(self) -> None:
+        if self.jobs.settings.triage.enabled:
+            self.pool.warm()
+        self.worker.start()
+        self.jobs.start()
+
+    def stop(self) -> None:
+        self.jobs.stop()
+        self.worker.stop()
+        self.pool.stop()

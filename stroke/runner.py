@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 
 from pacs_gateway.index.models import Clinic, Instance, Series, Study, TriageRun
-from stroke import compute, payload, results, rules
-from stroke.pool import WorkerCrashed
+from stroke import compute, results, rules
+from stroke.compute import WorkerCrashed
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -148,7 +148,7 @@ class TriageRunner:
         alert_type = rules.ALERT_TYPES[on]
         clinic = self._clinic(run.study_uid)
         now = utcnow()
-        body = payload.build_body(alert_type, study_uid=run.study_uid, series_uid=run.series_uid, clinic=clinic,
+        body = rules.build_body(alert_type, study_uid=run.study_uid, series_uid=run.series_uid, clinic=clinic,
                                   result=doc, public_url=self.settings.alerts.public_url, created_at=now,
                                   run_id=run.id, has_summary=has_summary)
         version = (doc.get("algorithm") or {}).get("version") or run.algorithm_version

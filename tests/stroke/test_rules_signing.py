@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from stroke import rules, signing
+from stroke import channels as signing
+from stroke import rules
 from stroke.config import DEFAULT_RULES, AlertRule
 from telerad.errors import ConfigError
 from telerad.settings import load_settings
@@ -25,7 +26,7 @@ def test_signature_matches_the_standard_webhooks_test_vector():
 
 def test_headers_verify_and_tampering_is_detected():
     body = json.dumps({"type": "stroke.triage"}).encode()
-    h = signing.headers(SECRET, "msg_1", body)
+    h = signing.signed_headers(SECRET, "msg_1", body)
     key = base64.b64decode(SECRET.removeprefix("whsec_"))
     own = base64.b64encode(hmac.new(key, f"msg_1.{h['webhook-timestamp']}.".encode() + body, hashlib.sha256).digest())
     assert h["webhook-signature"] == "v1," + own.decode()
