@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 #: Name and version of the perfusion algorithm. Bump the version on any change that can move a number.
-ALGORITHM: dict[str, str] = {"name": "telerad-ctp", "version": "1.0.0"}
+ALGORITHM: dict[str, str] = {"name": "telerad-ctp", "version": "1.0.1"}
 
 #: Top-level keys of ``TriageResult.to_json_dict()`` (the ``telerad analyze --json`` object), in order.
 JSON_KEYS: tuple[str, ...] = (
