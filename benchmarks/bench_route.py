@@ -13,10 +13,12 @@ For each repeat, one DCMTK ``storescp`` (``TCP_NODELAY=1``) receives:
    the quiet period that completes the series, dispatch up to the first delivery, and
    the send itself.
 
-Targets (issue 4): forwarding >= 0.5x storescu's rate; CTP latency <= 5 s on loopback.
-Nothing here asserts them; the JSON says whether they were met.
+Both DIMSE senders (``routing.sender``: ``pynetdicom``, the default, and ``ul``) are
+measured against the same baseline. Targets (issue 4): forwarding >= 0.5x storescu's
+rate; CTP latency <= 5 s on loopback. Nothing here asserts them; the JSON says
+whether they were met.
 
-    .venv/bin/python benchmarks/bench_route.py [--images 1000] [--size 512] [--repeats 3] [--quiet-period 1]
+    .venv/bin/python benchmarks/bench_route.py [--images 1000] [--size 512] [--repeats 3] [--quiet-period 1] [--senders pynetdicom,ul]
 
 Writes benchmarks/results/route.json.
 """
@@ -51,10 +53,10 @@ def _utc(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def _config(path: Path, storescp: StorescpPeer, quiet_period_s: float) -> Path:
+def _config(path: Path, storescp: StorescpPeer, quiet_period_s: float, sender: str) -> Path:
     path.write_text(
         f"[dicom]\nbind = \"127.0.0.1\"\nquiet_period_s = {quiet_period_s}\n\n"
-        "[routing]\nsweep_interval_s = 1\n\n"
+        f"[routing]\nsweep_interval_s = 1\nsender = \"{sender}\"\n\n"
         f'[[destinations]]\nname = "storescp"\nkind = "dicom"\nhost = "127.0.0.1"\nport = {storescp.port}\n'
         f'ae_title = "{storescp.aet}"\ndefault = true\n'
     )
@@ -105,8 +107,11 @@ def baseline(files: list[Path], storescp: StorescpPeer) -> dict[str, Any]:
     return {"wall_s": round(wall, 3), "images_per_s": round(len(files) / wall, 1), "complete": ok == len(files)}
 
 
-def through_telerad(files: list[Path], storescp: StorescpPeer, workdir: Path, quiet_period_s: float) -> dict[str, Any]:
-    cfg = _config(workdir / "telerad.toml", storescp, quiet_period_s)
+def through_telerad(
+    files: list[Path], storescp: StorescpPeer, workdir: Path, quiet_period_s: float, sender: str
+) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = _config(workdir / "telerad.toml", storescp, quiet_period_s, sender)
     peer = TeleradPeer(workdir / "data", http=False, extra_args=["--config", str(cfg)]).start()
     try:
         cpu0 = tree_cpu_seconds(peer.pid)
@@ -140,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ctp-times", type=int, default=40)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quiet-period", type=float, default=1.0, help="dicom.quiet_period_s for telerad (default 1)")
+    p.add_argument("--senders", default="pynetdicom,ul", help="routing.sender values to measure (default both)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "route.json")
     p.add_argument("--scratch", type=Path, default=None)
     args = p.parse_args(argv)
+    senders = [x.strip() for x in args.senders.split(",") if x.strip()]
+    for x in senders:
+        if x not in ("pynetdicom", "ul"):
+            p.error(f"unknown sender {x!r}; choose from pynetdicom, ul")
 
     scratch = Path(tempfile.mkdtemp(prefix="bench_route-", dir=args.scratch))
     runs: list[dict[str, Any]] = []
@@ -158,38 +168,46 @@ def main(argv: list[str] | None = None) -> int:
             work = scratch / f"rep{rep}"
             with StorescpPeer(work / "base") as scp:
                 base = baseline(files, scp)
-            with StorescpPeer(work / "fwd") as scp:
-                fwd = through_telerad(files, scp, work / "t1", args.quiet_period)
-            with StorescpPeer(work / "ctp") as scp:
-                lat = through_telerad(ctp, scp, work / "t2", args.quiet_period)
-            runs.append({"repeat": rep, "storescu": base, "telerad_forward": fwd, "ctp": lat})
-            print(f"[{rep}] storescu {base.get('images_per_s')} img/s | telerad forward {fwd.get('images_per_s')} img/s"
-                  f" | CTP latency {lat.get('latency_s')} s (quiet {lat.get('quiet_wait_s')}, dispatch "
-                  f"{lat.get('dispatch_s')}, send {lat.get('send_s')})", flush=True)  # fmt: skip
+            for sender in senders:
+                with StorescpPeer(work / f"fwd-{sender}") as scp:
+                    fwd = through_telerad(files, scp, work / f"t1-{sender}", args.quiet_period, sender)
+                with StorescpPeer(work / f"ctp-{sender}") as scp:
+                    lat = through_telerad(ctp, scp, work / f"t2-{sender}", args.quiet_period, sender)
+                runs.append({"repeat": rep, "sender": sender, "storescu": base, "telerad_forward": fwd, "ctp": lat})
+                print(f"[{rep}] {sender}: storescu {base.get('images_per_s')} img/s | telerad forward "
+                      f"{fwd.get('images_per_s')} img/s | CTP latency {lat.get('latency_s')} s (quiet "
+                      f"{lat.get('quiet_wait_s')}, dispatch {lat.get('dispatch_s')}, send {lat.get('send_s')})",
+                      flush=True)  # fmt: skip
             shutil.rmtree(work, ignore_errors=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     base_rate = _median([r["storescu"] for r in runs], "images_per_s")
-    fwd_rate = _median([r["telerad_forward"] for r in runs], "images_per_s")
-    latency = _median([r["ctp"] for r in runs], "latency_s")
-    ratio = round(fwd_rate / base_rate, 2) if base_rate and fwd_rate else None
-    summary = {
+    summary: dict[str, Any] = {
         "storescu_images_per_s": base_rate,
-        "telerad_forward_images_per_s": fwd_rate,
-        "forward_ratio": ratio,
         "target_ratio": 0.5,
-        "ratio_met": ratio is not None and ratio >= 0.5,
         "ctp_images": args.ctp_slices * args.ctp_times,
-        "ctp_latency_s": latency,
-        "ctp_latency_parts_s": {k: _median([r["ctp"] for r in runs], k) for k in ("quiet_wait_s", "dispatch_s", "send_s")},
-        "ctp_send_images_per_s": round(args.ctp_slices * args.ctp_times / s, 1)
-        if (s := _median([r["ctp"] for r in runs], "send_s")) else None,
         "target_latency_s": 5.0,
-        "latency_met": latency is not None and latency <= 5.0,
-        "all_complete": all(r["storescu"].get("complete") and r["telerad_forward"].get("complete")
-                            and r["ctp"].get("complete") for r in runs),  # fmt: skip
+        "senders": {},
     }
+    for sender in senders:
+        mine = [r for r in runs if r["sender"] == sender]
+        fwd_rate = _median([r["telerad_forward"] for r in mine], "images_per_s")
+        latency = _median([r["ctp"] for r in mine], "latency_s")
+        ratio = round(fwd_rate / base_rate, 2) if base_rate and fwd_rate else None
+        send_s = _median([r["ctp"] for r in mine], "send_s")
+        summary["senders"][sender] = {
+            "telerad_forward_images_per_s": fwd_rate,
+            "forward_ratio": ratio,
+            "ratio_met": ratio is not None and ratio >= 0.5,
+            "ctp_latency_s": latency,
+            "ctp_latency_parts_s": {k: _median([r["ctp"] for r in mine], k) for k in ("quiet_wait_s", "dispatch_s", "send_s")},
+            "ctp_send_images_per_s": round(args.ctp_slices * args.ctp_times / send_s, 1) if send_s else None,
+            "latency_met": latency is not None and latency <= 5.0,
+        }
+    summary["all_complete"] = all(
+        r["storescu"].get("complete") and r["telerad_forward"].get("complete") and r["ctp"].get("complete") for r in runs
+    )
     import pydicom
     import pynetdicom
 

@@ -201,7 +201,7 @@ class DimseSender:
                     if j not in futures and choices[j] and choices[j][0] == "compress":
                         futures[j] = self._pool.submit(self._prepare, items[j])
             yield self._send_one(it, choice, futures.pop(i, None))
-            if not self.assoc.is_established:
+            if not self._alive():
                 raise DestinationUnavailable(f"association with {self.where} was lost")
 
     def _send_one(self, it: Outgoing, choice, pending: Future | None) -> Outcome:
@@ -223,40 +223,51 @@ class DimseSender:
                     note = f"; sent uncompressed ({exc})"
                     how, ts = ("stored", it.transfer_syntax) if (it.sop_class_uid, it.transfer_syntax) in self.accepted else self._choice_plain(it)
             if copy is not None:
-                rsp = self.assoc.send_c_store(copy.path)
+                status = self._store_file(it, copy.path, ts)
                 sent = copy.size
             elif how == "stored":
-                rsp = self.assoc.send_c_store(it.path)
+                status = self._store_file(it, it.path, ts)
                 sent = it.size
             else:
                 ds = dcmread(it.path)
                 if ds.file_meta.TransferSyntaxUID.is_compressed:
                     ds.decompress()
                 ds.file_meta.TransferSyntaxUID = UID(ts)
-                rsp = self.assoc.send_c_store(ds)
+                status = self._store_dataset(it, ds, ts)
                 sent = it.size
         except FileNotFoundError:
             return Outcome(it.key, False, True, f"the stored file {it.path} is missing")
         except (InvalidDicomError, ValueError, AttributeError, RuntimeError) as exc:
-            if not self.assoc.is_established:
+            if not self._alive():
                 raise DestinationUnavailable(f"association with {self.where} was lost: {exc}") from None
             return Outcome(it.key, False, True, f"cannot send the stored file: {exc}")
         finally:
             if copy is not None:
                 copy.discard()
-        if rsp is None or "Status" not in rsp:
+        if status is None:
             if time.monotonic() - t0 < self.opts.dimse_timeout_s * 0.9:
                 raise DestinationUnavailable(f"the connection to {self.where} was lost during a C-STORE")
             raise DestinationUnavailable(
                 f"no C-STORE response from {self.where} within {self.opts.dimse_timeout_s:g} s (association aborted)"
             )
-        status = int(rsp.Status)
         verdict = classify_status(status)
         saved = max(0, it.size - sent) if copy is not None else 0
         return Outcome(
             it.key, verdict.delivered, verdict.permanent, verdict.message + note, status=status,
             wire_syntax=ts, bytes_sent=sent, bytes_saved=saved,
         )  # fmt: skip
+
+    # transport (pynetdicom); UlSender overrides these three ---------------------------
+    def _alive(self) -> bool:
+        return self.assoc is not None and self.assoc.is_established
+
+    def _store_file(self, it: Outgoing, path, ts: str) -> int | None:
+        rsp = self.assoc.send_c_store(path)
+        return int(rsp.Status) if rsp is not None and "Status" in rsp else None
+
+    def _store_dataset(self, it: Outgoing, ds, ts: str) -> int | None:
+        rsp = self.assoc.send_c_store(ds)
+        return int(rsp.Status) if rsp is not None and "Status" in rsp else None
 
     def _choice_plain(self, it: Outgoing) -> tuple[str, str]:
         for ts in _PLAIN:

@@ -48,6 +48,7 @@ class Router:
             max_pdu=settings.dicom.max_pdu,
             scratch_dir=store.tmp,
             stop=self.stop_event,
+            implementation=self.routing.sender,
         )
         self.worker = DeliveryWorker(engine, self.registry, self.routing, self.options, store.root, self._schedule_retry)
         self.queue = DeliveryQueue(settings, self._deliver_task, self.sweep)

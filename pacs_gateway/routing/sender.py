@@ -9,8 +9,9 @@ one kept-alive HTTP connection) for a batch of instances of one series::
     # a link that drops mid-way raises DestinationUnavailable from send(); the
     # items without an Outcome were not delivered (the caller resumes with them)
 
-Implementations: :mod:`.dimse_sender` (pynetdicom C-STORE SCU) and
-:mod:`.stow_sender` (DICOMweb STOW-RS). A faster DIMSE sender only has to keep
+Implementations: :mod:`.dimse_sender` (pynetdicom C-STORE SCU, the default),
+:mod:`.ul_sender` (telerad's blocking-socket requestor, ``routing.sender = "ul"``)
+and :mod:`.stow_sender` (DICOMweb STOW-RS). A faster DIMSE sender only has to keep
 this contract: send as stored when the peer accepts the stored transfer syntax,
 compress losslessly for the wire when configured and accepted, and never hang
 past ``options.dimse_timeout_s`` without raising.
@@ -66,6 +67,7 @@ class SenderOptions:
     max_pdu: int = 262_144
     scratch_dir: Path | None = None  # where wire-compressed copies are written (the store's tmp)
     stop: threading.Event = field(default_factory=threading.Event)  # set: stop after the current item
+    implementation: str = "pynetdicom"  # DIMSE sender: "pynetdicom" or "ul" (routing.sender)
 
 
 class Sender(Protocol):
@@ -79,6 +81,11 @@ class Sender(Protocol):
 def open_sender(destination: DestinationInfo, items: Sequence[Outgoing], options: SenderOptions) -> Sender:
     """The sender for ``destination``'s kind (not yet connected: use it with ``with``)."""
     if destination.kind == "dicom":
+        tls = destination.config.tls is not None and destination.config.tls.enabled
+        if options.implementation == "ul" and not tls:
+            from pacs_gateway.routing.ul_sender import UlSender
+
+            return UlSender(destination, items, options)
         from pacs_gateway.routing.dimse_sender import DimseSender
 
         return DimseSender(destination, items, options)

@@ -217,3 +217,25 @@ def test_api_shows_delivery_state_and_problem_json_for_unknown_study(gateway_fac
         assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
 
 
+
+
+def test_ul_sender_sends_as_stored_compressed_and_reports_rejection(gateway_factory, tmp_path):
+    """``routing.sender = "ul"``: the blocking-socket requestor behind the same sender interface."""
+    files = write_ct_series(tmp_path / "src", 15, 64, 64, seed=12)
+    with StorescpPeer(tmp_path / "lead") as lead, StorescpPeer(tmp_path / "mr", accepted_sop_classes=[MRImageStorage]) as mr:
+        gw = gateway_factory(
+            destinations=[
+                dicom_destination("lead", lead.port, lead.aet, compression="deflate"),
+                dicom_destination("mr-only", mr.port, mr.aet),
+            ],
+            **{"routing.sender": "ul"},
+        )
+        push(gw, files)
+        wait_until(lambda: ledger_counts(gw) == {"delivered": 15, "failed": 15}, timeout=30, what="15 + 15 outcomes")
+        assert sop_uids(lead.files()) == sop_uids(files)
+        assert {str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID) for f in lead.files()} == {
+            "1.2.840.10008.1.2.1.99"
+        }
+        with gw.sessions() as s:
+            errors = set(s.execute(select(Delivery.last_error).where(Delivery.state == "failed")).scalars())
+        assert len(errors) == 1 and "no presentation context for SOP class CT Image Storage" in errors.pop()
