@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -158,14 +159,28 @@ class ComputePool:
             return pool.submit(fn, *args).result(timeout=timeout)
         except BrokenProcessPool:
             log.error("the triage worker process died; starting a new one")
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._discard(pool)
             raise WorkerCrashed("the triage worker process died (killed or out of memory)") from None
+        except FuturesTimeout:
+            log.error("the triage worker took longer than %s s; killing it and starting a new one", timeout)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.kill()
+            self._discard(pool)
+            raise WorkerCrashed(f"the analysis took longer than triage.lease_s ({timeout:g} s)") from None
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def stop(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:  # the jobs are stopped first, so the worker is idle (or still importing): end it now
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.join(timeout=5)

@@ -39,6 +39,7 @@ from stroke.runner import OWNER, TriageRunner
 log = logging.getLogger(__name__)
 PRE_ALERT_KINDS = ("ncct_head", "cta_head")
 SWEEP_S = 5.0
+LATER_S = 1.0  # a job whose study is still arriving looks again after this
 
 
 def algorithm_version() -> str:
@@ -127,6 +128,8 @@ class TriageJobs:
         outcome = self.runner.run(run_id)
         if outcome == "retry":
             self.enqueue(run_id)
+        elif outcome == "later":
+            self.task.schedule(args=(run_id,), delay=LATER_S)
         return outcome
 
     def start(self) -> None:

@@ -90,19 +90,23 @@ class TriageRunner:
         with self.gw.sessions() as s:
             study = s.execute(select(Study).where(Study.study_uid == run.study_uid)).scalar_one()
             ctp = list(s.execute(select(Series).where(Series.study_id == study.id, Series.kind == "ctp")).scalars())
+            # CT series still arriving have no kind yet: they may be more time points of this CTP
+            arriving = s.execute(select(Series.id).where(Series.study_id == study.id, Series.state == "receiving",
+                                                         Series.modality == "CT")).first() is not None
             files = {sr.series_uid: list(s.execute(select(Instance.path).where(Instance.series_id == sr.id)
                                                    .order_by(Instance.id)).scalars()) for sr in ctp}
             covering = s.execute(select(TriageRun).where(
                 TriageRun.study_uid == run.study_uid, TriageRun.id != run.id, TriageRun.state == "done",
                 TriageRun.algorithm_version == run.algorithm_version, TriageRun.finished_at >= run.queued_at)
             ).scalars().all()
-        return study, ctp, files, covering
+        return study, ctp, files, covering, arriving
 
     def _run(self, run: TriageRun) -> str:
-        study, ctp, files, covering = self._inputs(run)
-        if any(sr.state != "complete" for sr in ctp):
-            self._set(run.id, state="waiting", lease_until=None)  # the last series' run covers this one
-            return "waiting"
+        study, ctp, files, covering, arriving = self._inputs(run)
+        if arriving or any(sr.state != "complete" for sr in ctp):
+            # more images of the study are arriving: look again in a moment (the job stays queued)
+            self._set(run.id, state="queued", attempts=run.attempts - 1, lease_until=None, owner=None)
+            return "later"
         if any(run.series_uid in (c.source_series or []) for c in covering):
             self._set(run.id, state="covered", finished_at=utcnow(), lease_until=None)
             return "covered"

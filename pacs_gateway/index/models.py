@@ -164,8 +164,8 @@ class Delivery(Base):
 class TriageRun(Base):
     """One triage job per (CTP series, algorithm version); the truth about whether it ran.
 
-    state: queued -> running (leased until lease_until) -> done | waiting | covered.
-    ``waiting``: another CTP series of the study is still arriving (its run covers this one);
+    state: queued -> running (leased until lease_until) -> done | covered; a job whose study still
+    has CT images arriving goes back to queued and looks again a second later.
     ``covered``: a run of another series of the study already analysed these images.
     status (once done): ok | failed (analysis failed or unreliable input) | error.
     """

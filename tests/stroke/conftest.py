@@ -23,7 +23,7 @@ CLINIC_AE = "CLINIC_A"
 def write_phantom(out: Path, *extra: str) -> list[Path]:
     """A small phantom CTP (128x128, 8 slices, 30 time points); returns its DICOM files."""
     assert phantom_main([str(out), "--size", "128", "--slices", "8", "--times", "30", *extra]) == 0
-    return sorted(out.glob("*.dcm"))
+    return sorted(out.rglob("*.dcm"))
 
 
 @pytest.fixture(scope="session")

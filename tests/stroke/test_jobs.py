@@ -1,0 +1,68 @@
+"""Triage jobs in an in-process gateway: a one-series-per-time-point CTP, and a worker process that dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from sqlalchemy import select
+
+from pacs_gateway.index.models import Alert, TriageRun
+from pacs_gateway.service import Gateway
+from tests.gateway.conftest import CLINIC_AE as GATEWAY_AE
+from tests.gateway.conftest import make_settings
+from tests.peers import LOOPBACK, have_dcmtk, run_storescu, stored_ok
+from tests.routing.conftest import wait_until
+from tests.stroke.conftest import SECRET_1, contact, verify_standard_webhook, write_phantom
+
+pytestmark = pytest.mark.skipif(not have_dcmtk(), reason="needs dcmtk")
+
+
+def _runs(gw) -> list[TriageRun]:
+    with gw.sessions() as s:
+        return list(s.execute(select(TriageRun).order_by(TriageRun.id)).scalars())
+
+
+def _alerts(gw) -> list[Alert]:
+    with gw.sessions() as s:
+        return list(s.execute(select(Alert)).scalars())
+
+
+def test_one_series_per_time_point_gives_one_analysis_and_one_alert(tmp_path, webhook):
+    files = write_phantom(tmp_path / "ctp", "--seed", "24", "--layout", "per_timepoint")
+    gw = Gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))
+    gw.start()
+    try:
+        assert len(stored_ok(run_storescu(files, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 240
+        body = verify_standard_webhook(SECRET_1, webhook.wait(1, 90)[0])
+        assert body["type"] == "stroke.triage" and body["result"]["status"] == "ok"
+        wait_until(lambda: len(_runs(gw)) == 30 and all(r.state in ("done", "covered") for r in _runs(gw)), 90,
+                   what="every run done or covered")
+        states = sorted(r.state for r in _runs(gw))
+        assert states.count("done") == 1 and states.count("covered") == 29
+        (done,) = [r for r in _runs(gw) if r.state == "done"]
+        assert len(done.source_series) == 30
+        assert len(_alerts(gw)) == 1 and len(webhook.accepted()) == 1
+    finally:
+        gw.stop()
+
+
+def test_a_killed_worker_process_is_replaced_and_the_job_rerun(tmp_path, webhook):
+    files = write_phantom(tmp_path / "ctp", "--seed", "25", "--size", "256")
+    gw = Gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))
+    gw.start()
+    try:
+        assert len(stored_ok(run_storescu(files, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 240
+        wait_until(lambda: _runs(gw) and _runs(gw)[0].state == "running", 60, interval=0.02, what="a running job")
+        pids = list(gw.stroke.pool._get()._processes)  # the worker process(es) of the compute pool
+        assert pids
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        verify_standard_webhook(SECRET_1, webhook.wait(1, 90)[0])
+        wait_until(lambda: _runs(gw)[0].state == "done", 90, what="the re-run to finish")
+        (run,) = _runs(gw)
+        assert run.status == "ok" and run.attempts == 2 and len(run.objects) == 4
+        assert len(_alerts(gw)) == 1
+    finally:
+        gw.stop()
