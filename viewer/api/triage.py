@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from pacs_gateway.index.models import TriageRun
 from stroke.alerts import _iso
+from stroke.rules import warnings_text
 from viewer.api.deps import SessionDep
 from viewer.problems import Problem
 
@@ -31,6 +32,7 @@ def list_runs(session: SessionDep, study: str | None = None) -> list[dict]:
     return [{"id": r.id, "study_instance_uid": r.study_uid, "series_instance_uid": r.series_uid,
              "algorithm_version": r.algorithm_version, "state": r.state, "status": r.status, "reason": r.reason,
              "core_ml": r.core_ml, "tmax6_ml": r.tmax6_ml, "tmax10_ml": r.tmax10_ml, "reliable": r.reliable,
+             "quality_warnings": warnings_text(r.result) if r.result else [],
              "finished_at": _iso(r.finished_at), "automated_result": True} for r in session.execute(q).scalars()]
 
 
