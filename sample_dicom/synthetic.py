@@ -484,6 +484,9 @@ def compress_series(
     out.mkdir(parents=True, exist_ok=True)
     series_uid = generate_uid() if new_uids else None
     jobs = [(src, out / src.name) for src in sources]
-    n_workers = workers or min(8, os.cpu_count() or 1)
+    # DCMTK encodes in child processes, which run in parallel safely; the pydicom encoders
+    # (pylibjpeg, pyjpegls, RLE) are not known to be thread-safe: one crashed the
+    # interpreter under a thread pool, so they run one image at a time.
+    n_workers = workers or (min(8, os.cpu_count() or 1) if name in _DCMCJPEG_ARGS else 1)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
         return list(pool.map(lambda job: _compress_one(job[0], job[1], name, series_uid), jobs))

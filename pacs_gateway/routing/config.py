@@ -209,7 +209,7 @@ class RoutingSettings(_Model):
     sweep_interval_s: float = Field(default=5.0, ge=1, le=60)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     dimse_timeout_s: float = Field(default=30.0, gt=0)
-    sender: Literal["pynetdicom", "ul"] = "pynetdicom"  # DIMSE sender implementation
+    sender: Literal["pynetdicom", "ul"] = "ul"  # DIMSE sender implementation (TLS destinations use pynetdicom)
 
     @field_validator("timezone")
     @classmethod

@@ -67,7 +67,7 @@ class SenderOptions:
     max_pdu: int = 262_144
     scratch_dir: Path | None = None  # where wire-compressed copies are written (the store's tmp)
     stop: threading.Event = field(default_factory=threading.Event)  # set: stop after the current item
-    implementation: str = "pynetdicom"  # DIMSE sender: "pynetdicom" or "ul" (routing.sender)
+    implementation: str = "ul"  # DIMSE sender: "ul" or "pynetdicom" (routing.sender)
 
 
 class Sender(Protocol):

@@ -217,10 +217,10 @@ def test_api_shows_delivery_state_and_problem_json_for_unknown_study(gateway_fac
         assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
 
 
-
-
-def test_ul_sender_sends_as_stored_compressed_and_reports_rejection(gateway_factory, tmp_path):
-    """``routing.sender = "ul"``: the blocking-socket requestor behind the same sender interface."""
+@pytest.mark.parametrize("sender", ["ul", "pynetdicom"])
+def test_each_sender_sends_compressed_and_reports_rejection(gateway_factory, tmp_path, sender):
+    """Both DIMSE senders behind the same interface: ``ul`` (the default, telerad's blocking-socket
+    requestor) and ``pynetdicom`` (used for TLS destinations)."""
     files = write_ct_series(tmp_path / "src", 15, 64, 64, seed=12)
     with StorescpPeer(tmp_path / "lead") as lead, StorescpPeer(tmp_path / "mr", accepted_sop_classes=[MRImageStorage]) as mr:
         gw = gateway_factory(
@@ -228,7 +228,7 @@ def test_ul_sender_sends_as_stored_compressed_and_reports_rejection(gateway_fact
                 dicom_destination("lead", lead.port, lead.aet, compression="deflate"),
                 dicom_destination("mr-only", mr.port, mr.aet),
             ],
-            **{"routing.sender": "ul"},
+            **{"routing.sender": sender},
         )
         push(gw, files)
         wait_until(lambda: ledger_counts(gw) == {"delivered": 15, "failed": 15}, timeout=30, what="15 + 15 outcomes")
