@@ -16,12 +16,10 @@
 
 from __future__ import annotations
 
-import ast
 import logging
 import os
 import threading
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from huey.consumer import Consumer
 from sqlalchemy import Connection, insert, or_, select, update
@@ -43,13 +41,10 @@ LATER_S = 1.0  # a job whose study is still arriving looks again after this
 
 
 def algorithm_version() -> str:
-    """``triage.result.ALGORITHM["version"]``, read from the source (importing triage would load numpy)."""
-    src = Path(__file__).resolve().parents[1] / "triage" / "result.py"
-    for node in ast.parse(src.read_text()).body:
-        target = getattr(node, "target", None) or (node.targets[0] if getattr(node, "targets", None) else None)
-        if getattr(target, "id", None) == "ALGORITHM":
-            return str(ast.literal_eval(node.value)["version"])
-    raise RuntimeError("triage/result.py defines no ALGORITHM")
+    """The perfusion algorithm's version (``triage.version`` loads no numpy)."""
+    from triage.version import ALGORITHM
+
+    return ALGORITHM["version"]
 
 
 def _utcnow() -> datetime:

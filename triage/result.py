@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-#: Name and version of the perfusion algorithm. Bump the version on any change that can move a number.
-ALGORITHM: dict[str, str] = {"name": "telerad-ctp", "version": "1.0.1"}
+from triage.version import ALGORITHM  # noqa: F401  (re-exported: name and version of the algorithm)
 
 #: Top-level keys of ``TriageResult.to_json_dict()`` (the ``telerad analyze --json`` object), in order.
 JSON_KEYS: tuple[str, ...] = (
