@@ -29,10 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         settings = settings_from_args(args)
         from pacs_gateway.clinics import ClinicRegistry
-        from pacs_gateway.index.db import open_index
+        from pacs_gateway.index.db import index_sessions
 
-        engine, sessions = open_index(settings.database_url)
-        try:
+        with index_sessions(settings.database_url) as sessions:
             reg = ClinicRegistry(sessions)
             if args.action == "add":
                 if args.port is not None and not 1 <= args.port <= 65535:
@@ -63,7 +62,5 @@ def main(argv: list[str] | None = None) -> int:
                         addr = f"{c.host}:{c.port}" if c.host else "-"
                         print(f"{c.name:<32} {c.ae_title:<16} {addr:<24} {c.source}")
             return 0
-        finally:
-            engine.dispose()
 
     return run_cli("telerad clinic", body)

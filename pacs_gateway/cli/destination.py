@@ -64,11 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         settings = settings_from_args(args)
-        from pacs_gateway.index.db import open_index
+        from pacs_gateway.index.db import index_sessions
         from pacs_gateway.routing.destinations import DestinationRegistry
 
-        engine, sessions = open_index(settings.database_url)
-        try:
+        with index_sessions(settings.database_url) as sessions:
             reg = DestinationRegistry(sessions)
             if args.action == "add":
                 info = reg.add(_config_from(args))
@@ -89,7 +88,5 @@ def main(argv: list[str] | None = None) -> int:
                     for d in dests:
                         print(f"{d.name:<24} {d.kind:<9} {d.address():<44} {'yes' if d.is_default else 'no':<8} {d.source}")
             return 0
-        finally:
-            engine.dispose()
 
     return run_cli("telerad destination", body)

@@ -20,14 +20,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         settings = settings_from_args(args)
         from pacs_gateway.index import queries
-        from pacs_gateway.index.db import open_index
+        from pacs_gateway.index.db import index_sessions
 
-        engine, sessions = open_index(settings.database_url)
-        try:
+        with index_sessions(settings.database_url) as sessions:
             with sessions() as s:
                 studies = queries.list_studies(s, limit=max(1, args.limit))
-        finally:
-            engine.dispose()
         if args.json:
             print(json.dumps(studies, indent=2))
             return 0

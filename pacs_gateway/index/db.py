@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -72,6 +74,16 @@ def open_index(url: str) -> tuple[Engine, sessionmaker]:
         raise IndexError_(f"cannot open the index database '{_redact(url)}': {getattr(exc, 'orig', exc)}") from None
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def index_sessions(url: str) -> Iterator[sessionmaker]:
+    """``open_index`` for a short-lived command: yields the sessionmaker, disposes the engine after."""
+    engine, sessions = open_index(url)
+    try:
+        yield sessions
+    finally:
+        engine.dispose()
 
 
 def table_names(engine: Engine) -> set[str]:

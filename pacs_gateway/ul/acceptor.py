@@ -74,6 +74,17 @@ class Handlers:
         self.requested, self.store, self.closed = requested, store, closed
 
 
+def user_information(max_pdu: int) -> list:
+    """Our User Information items: maximum PDU we receive, implementation class UID and version."""
+    ml = MaximumLengthNotification()
+    ml.maximum_length_received = max_pdu
+    ic = ImplementationClassUIDNotification()
+    ic.implementation_class_uid = UID(IMPLEMENTATION_UID)
+    iv = ImplementationVersionNameNotification()
+    iv.implementation_version_name = IMPLEMENTATION_VERSION
+    return [ml, ic, iv]
+
+
 def _peer_max_pdu(user_information) -> int:
     for item in user_information or ():
         if isinstance(item, MaximumLengthNotification):
@@ -175,13 +186,7 @@ class Acceptor:
         p.result = 0x00
         p.result_source = 0x01
         p.presentation_context_definition_results_list = results
-        ml = MaximumLengthNotification()
-        ml.maximum_length_received = self.max_pdu
-        ic = ImplementationClassUIDNotification()
-        ic.implementation_class_uid = UID(IMPLEMENTATION_UID)
-        iv = ImplementationVersionNameNotification()
-        iv.implementation_version_name = IMPLEMENTATION_VERSION
-        p.user_information = [ml, ic, iv, *roles]
+        p.user_information = [*user_information(self.max_pdu), *roles]
         ac = A_ASSOCIATE_AC()
         ac.from_primitive(p)
         return ac.encode()

@@ -18,16 +18,11 @@ from collections.abc import Sequence
 
 from pydicom.uid import UID
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-)
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
 from pacs_gateway.ul import dimse, pdu
-from pacs_gateway.ul.acceptor import APPLICATION_CONTEXT, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION, _peer_max_pdu
+from pacs_gateway.ul.acceptor import APPLICATION_CONTEXT, _peer_max_pdu, user_information
 
 _IOV_MAX = 512  # buffers per sendmsg call
 
@@ -116,13 +111,7 @@ class StoreAssociation:
             cx.transfer_syntax = [UID(s) for s in syntaxes]
             cxs.append(cx)
         p.presentation_context_definition_list = cxs
-        ml = MaximumLengthNotification()
-        ml.maximum_length_received = self.max_pdu
-        ic = ImplementationClassUIDNotification()
-        ic.implementation_class_uid = UID(IMPLEMENTATION_UID)
-        iv = ImplementationVersionNameNotification()
-        iv.implementation_version_name = IMPLEMENTATION_VERSION
-        p.user_information = [ml, ic, iv]
+        p.user_information = user_information(self.max_pdu)
         rq = A_ASSOCIATE_RQ()
         rq.from_primitive(p)
         return rq.encode()

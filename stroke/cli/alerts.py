@@ -40,12 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         settings = settings_from_args(args)
-        from pacs_gateway.index.db import open_index
+        from pacs_gateway.index.db import index_sessions
         from stroke.alerts import AlertService
         from stroke.roster import Roster
 
-        engine, sessions = open_index(settings.database_url)
-        try:
+        with index_sessions(settings.database_url) as sessions:
             svc = AlertService(settings.alerts, sessions, Roster(sessions))
             if args.action == "ack":
                 a = svc.acknowledge(args.id, args.user)
@@ -71,7 +70,5 @@ def main(argv: list[str] | None = None) -> int:
                     for a in alerts:
                         print(_line(a))
             return 0
-        finally:
-            engine.dispose()
 
     return run_cli(PROG, body)

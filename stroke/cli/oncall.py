@@ -36,14 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         settings = settings_from_args(args)
-        from pacs_gateway.index.db import open_index
+        from pacs_gateway.index.db import index_sessions
         from stroke.roster import Roster, parse_contact
 
         if args.action == "add":  # validate before touching the index
             contact = parse_contact(name=args.name, tier=args.tier, email=args.email, webhook=args.webhook,
                                     webhook_secret=args.webhook_secret)
-        engine, sessions = open_index(settings.database_url)
-        try:
+        with index_sessions(settings.database_url) as sessions:
             roster = Roster(sessions)
             if args.action == "add":
                 c = roster.add(contact)
@@ -62,7 +61,5 @@ def main(argv: list[str] | None = None) -> int:
                     for c in contacts:
                         print(f"{c.tier:<5} {c.name:<28} {c.email or '-':<32} {c.webhook_url or '-':<40} {c.source}")
             return 0
-        finally:
-            engine.dispose()
 
     return run_cli(PROG, body)
