@@ -18,7 +18,7 @@ measured against the same baseline. Targets (issue 4): forwarding >= 0.5x stores
 rate; CTP latency <= 5 s on loopback. Nothing here asserts them; the JSON says
 whether they were met.
 
-    .venv/bin/python benchmarks/bench_route.py [--images 1000] [--size 512] [--repeats 3] [--quiet-period 1] [--senders pynetdicom,ul]
+    .venv/bin/python benchmarks/bench_route.py [--images 1000] [--size 512] [--repeats 3] [--quiet-period 2] [--senders pynetdicom,ul]
 
 Writes benchmarks/results/route.json.
 """
@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ctp-slices", type=int, default=32)
     p.add_argument("--ctp-times", type=int, default=40)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--quiet-period", type=float, default=1.0, help="dicom.quiet_period_s for telerad (default 1)")
+    p.add_argument("--quiet-period", type=float, default=2.0,
+                   help="dicom.quiet_period_s for telerad (default 2, the setting's default)")
     p.add_argument("--senders", default="pynetdicom,ul", help="routing.sender values to measure (default both)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "route.json")
     p.add_argument("--scratch", type=Path, default=None)

@@ -54,7 +54,7 @@ class DicomSettings(_Section):
     dimse_timeout_s: float = Field(default=60.0, gt=0)
     network_timeout_s: float = Field(default=60.0, gt=0)
     accept_any_ae: bool = False
-    quiet_period_s: float = Field(default=5.0, ge=0)
+    quiet_period_s: float = Field(default=2.0, ge=0)
     disk_high_water_pct: float = Field(default=95.0, gt=0, le=100)
 
     _check_ae = field_validator("ae_title")(_ae_title)

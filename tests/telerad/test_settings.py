@@ -12,7 +12,7 @@ def test_defaults(monkeypatch):
     monkeypatch.delenv("TELERAD_CONFIG", raising=False)
     s = load_settings()
     assert s.dicom.port == 11112 and s.dicom.ae_title == "TELERAD" and str(s.data_dir) == "var"
-    assert s.database_url.endswith("var/index.sqlite3") and s.dicom.quiet_period_s == 5.0
+    assert s.database_url.endswith("var/index.sqlite3") and s.dicom.quiet_period_s == 2.0
 
 
 def test_priority_override_then_env_then_file(tmp_path, monkeypatch):
