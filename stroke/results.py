@@ -19,7 +19,7 @@ from pathlib import Path
 from pydicom.filereader import read_file_meta_info
 from sqlalchemy import Connection, insert, select, update
 
-from pacs_gateway.index.models import Clinic, Delivery, Destination, Instance, Series, Study
+from pacs_gateway.index.models import Clinic, Destination, Instance, Series, Study
 from pacs_gateway.ingest import Incoming
 from pacs_gateway.store import discard
 
@@ -89,12 +89,14 @@ def _clinic_destination(conn: Connection, clinic) -> int:
 
 
 def return_to_clinic(conn: Connection, study_uid: str, sop_uids: list[str]) -> int:
-    """Ledger rows sending ``sop_uids`` back to the study's clinic, when it has a DICOM address.
+    """Queue ``sop_uids`` back to the study's clinic, when it has a DICOM address (stroke lane).
 
-    The routing package has no call for "this destination, these instances" yet, so this
-    writes the same ``queued`` rows its ``route_instances`` writes (stroke lane), to a
-    ``clinic:<name>`` destination; the delivery engine sends them like any other.
+    The clinic is a ``clinic:<name>`` destination; the rows are written with the routing
+    ledger's :func:`~pacs_gateway.routing.ledger.queue_instances`, so the delivery engine
+    sends (and re-sends newer versions) like any other route.
     """
+    from pacs_gateway.routing.ledger import queue_instances
+
     clinic = conn.execute(select(Clinic.name, Clinic.ae_title, Clinic.host, Clinic.port)
                           .join(Study, Study.clinic_id == Clinic.id).where(Study.study_uid == study_uid)).one_or_none()
     if clinic is None or not clinic.host or not clinic.port:
@@ -103,12 +105,11 @@ def return_to_clinic(conn: Connection, study_uid: str, sop_uids: list[str]) -> i
     now = datetime.now(timezone.utc)
     insts = conn.execute(select(Instance.id, Instance.version, Instance.series_id, Series.study_id)
                          .join(Series, Series.id == Instance.series_id).where(Instance.sop_uid.in_(sop_uids))).all()
-    have = set(conn.execute(select(Delivery.instance_id).where(
-        Delivery.destination_id == dest_id, Delivery.instance_id.in_([i.id for i in insts]))).scalars())
-    rows = [dict(instance_id=i.id, destination_id=dest_id, series_id=i.series_id, study_id=i.study_id, lane="stroke",
-                 rule=RETURN_RULE, state="queued", version=i.version, attempts=0, created_at=now, queued_at=now,
-                 updated_at=now, next_attempt_at=now) for i in insts if i.id not in have]
+    by_series: dict[tuple[int, int], list] = {}
+    for i in insts:
+        by_series.setdefault((i.series_id, i.study_id), []).append(i)
+    rows = sum(queue_instances(conn, group, [dest_id], series_id=series_id, study_id=study_id, lane="stroke",
+                               rule=RETURN_RULE, now=now) for (series_id, study_id), group in by_series.items())
     if rows:
-        conn.execute(insert(Delivery), rows)
-        log.info("study %s: %d result object(s) queued back to clinic '%s'", study_uid, len(rows), clinic.name)
-    return len(rows)
+        log.info("study %s: %d result object(s) queued back to clinic '%s'", study_uid, rows, clinic.name)
+    return rows

@@ -117,24 +117,53 @@ def route_instances(
     if not targets:
         log.info("series %s: no destination (rule %s)", series_uid, route.rule or "defaults")
         return result
+    result.rows = queue_instances(
+        conn, instances, [d.id for d in targets], series_id=srow.id, study_id=st.id, lane=route.priority,
+        rule=route.rule, now=now, groups=result.groups,
+    )  # fmt: skip
+    log.info(
+        "series %s: %d ledger row(s) to %s, priority %s (rule %s)",
+        series_uid, result.rows, ", ".join(d.name for d in targets), route.priority, route.rule or "defaults",
+    )  # fmt: skip
+    return result
+
+
+def queue_instances(
+    conn: Connection,
+    instances: Sequence,
+    destination_ids: Sequence[int],
+    *,
+    series_id: int,
+    study_id: int,
+    lane: str,
+    rule: str | None,
+    now: datetime,
+    groups: set[Group] | None = None,
+) -> int:
+    """Queue (instance x destination) ledger rows inside the caller's transaction; returns how many.
+
+    instances : rows with ``id`` and ``version`` of one series. A pair that has a row already is
+    left alone, unless the instance has a newer version than the row, which is then requeued.
+    ``groups`` (when given) receives the (series, destination, lane) groups that got work.
+    """
     ids = [r.id for r in instances]
     existing: dict[tuple[int, int], tuple[int, int]] = {}
     for chunk in _chunks(ids):
         for r in conn.execute(
             select(Delivery.id, Delivery.instance_id, Delivery.destination_id, Delivery.version).where(
-                Delivery.instance_id.in_(chunk), Delivery.destination_id.in_([d.id for d in targets])
+                Delivery.instance_id.in_(chunk), Delivery.destination_id.in_(list(destination_ids))
             )
         ):
             existing[(r.instance_id, r.destination_id)] = (r.id, r.version)
     new_rows, stale = [], []
     for inst in instances:
-        for d in targets:
-            have = existing.get((inst.id, d.id))
+        for dest_id in destination_ids:
+            have = existing.get((inst.id, dest_id))
             if have is None:
                 new_rows.append(
                     dict(
-                        instance_id=inst.id, destination_id=d.id, series_id=srow.id, study_id=st.id,
-                        lane=route.priority, rule=route.rule, state="queued", version=inst.version, attempts=0,
+                        instance_id=inst.id, destination_id=dest_id, series_id=series_id, study_id=study_id,
+                        lane=lane, rule=rule, state="queued", version=inst.version, attempts=0,
                         created_at=now, queued_at=now, updated_at=now, next_attempt_at=now,
                     )
                 )  # fmt: skip
@@ -142,7 +171,8 @@ def route_instances(
                 stale.append({"b_id": have[0], "b_version": inst.version})
             else:
                 continue
-            result.groups.add((srow.id, d.id, route.priority))
+            if groups is not None:
+                groups.add((series_id, dest_id, lane))
     for chunk in _chunks(new_rows):
         conn.execute(insert(Delivery), chunk)
     if stale:
@@ -150,18 +180,13 @@ def route_instances(
             update(Delivery)
             .where(Delivery.id == bindparam("b_id"))
             .values(
-                version=bindparam("b_version"), state="queued", attempts=0, last_error=None, lane=route.priority,
+                version=bindparam("b_version"), state="queued", attempts=0, last_error=None, lane=lane,
                 queued_at=now, updated_at=now, next_attempt_at=now, enqueued_at=None, lease_owner=None,
                 lease_until=None, delivered_at=None,
             ),  # fmt: skip
             stale,
         )
-    result.rows = len(new_rows) + len(stale)
-    log.info(
-        "series %s: %d ledger row(s) to %s, priority %s (rule %s)",
-        series_uid, result.rows, ", ".join(d.name for d in targets), route.priority, route.rule or "defaults",
-    )  # fmt: skip
-    return result
+    return len(new_rows) + len(stale)
 
 
 def _chunks(seq: Sequence, n: int = CHUNK) -> Iterable[Sequence]:

@@ -77,6 +77,10 @@ def test_sigkill_mid_triage_then_restart_gives_exactly_one_alert(tmp_path, webho
         alerts = peer.get("/api/alerts")
         assert len(alerts) == 1 and [s["step"] for s in alerts[0]["steps"]][:2] == ["created", "sent"]
         run = peer.get(f"/api/triage/{peer.get('/api/triage')[0]['id']}")
-        assert run["attempts"] == 2 and run["status"] == "ok" and len(run["objects"]) == 4  # re-run once, finished
+        # re-run once, finished. After the alert only the result objects remain to be written; if they
+        # were committed in the few ms between the poll and the SIGKILL there is nothing left to re-run,
+        # and the invariant under test (one alert) must hold either way.
+        assert run["attempts"] == 2 or (when == "after the alert" and run["attempts"] == 1)
+        assert run["status"] == "ok" and len(run["objects"]) == 4
     finally:
         peer.stop()
