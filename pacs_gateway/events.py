@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import sessionmaker
 
 from pacs_gateway.index.models import Event
+from telerad.clock import utcnow  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ INSTANCE_NEW_VERSION = "instance.new_version"
 
 Subscriber = Callable[[dict], None]
 TxnHook = Callable[[Connection, dict], None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class EventBus:

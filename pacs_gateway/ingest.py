@@ -34,6 +34,7 @@ from pacs_gateway.dicom_bytes import Header
 from pacs_gateway.errors import IndexError_, StoreError
 from pacs_gateway.index.models import Instance, InstanceVersion, Series, Study
 from pacs_gateway.store import ObjectStore, discard
+from telerad.clock import as_utc  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,6 @@ class Incoming:
     crc32: int
     received_at: datetime
     future: Future = field(default_factory=Future)
-
-
-def as_utc(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 class IndexWriter:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +24,7 @@ from pacs_gateway.index.models import Alert, AlertDelivery, AlertStep
 from stroke.config import AlertSettings
 from stroke.roster import Roster
 from telerad.errors import TeleradError
+from telerad.clock import as_utc, utcnow  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 _MSG_NS = uuid.UUID("0c7c5a57-2f8e-4e0b-9a55-0d1f7e7a1e55")
@@ -35,16 +36,6 @@ class AlertError(TeleradError, ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def as_utc(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def _iso(dt: datetime | None) -> str | None:

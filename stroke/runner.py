@@ -20,13 +20,10 @@ from sqlalchemy import select, update
 from pacs_gateway.index.models import Clinic, Instance, Series, Study, TriageRun
 from stroke import compute, results, rules
 from stroke.compute import WorkerCrashed
+from telerad.clock import utcnow  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _fail_doc(run: TriageRun, reason: str) -> dict:

@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
@@ -25,6 +25,7 @@ from pacs_gateway.routing.destinations import load_all
 from pacs_gateway.routing.retry import next_attempt, too_old
 from pacs_gateway.routing.rules import Route, SeriesFacts, decide
 from pacs_gateway.routing.sender import Outcome, Outgoing
+from telerad.clock import as_utc, utcnow  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 CHUNK = 500
@@ -32,17 +33,6 @@ CHUNK = 500
 
 class RoutingError(GatewayError, ValueError):
     exit_code = 2
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def as_utc(dt: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; every stored time is UTC."""
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 Group = tuple[int, int, str]  # (series_id, destination_id, lane)
