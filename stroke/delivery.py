@@ -51,6 +51,7 @@ class AlertWorker:
 
     def start(self) -> None:
         self._stop.clear()
+        self.resume_interrupted()
         self._thread = threading.Thread(target=self._run, name="alert-worker", daemon=True)
         self._thread.start()
 
@@ -60,6 +61,22 @@ class AlertWorker:
         if self._thread:
             self._thread.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def resume_interrupted(self) -> int:
+        """At start, sends left ``sending`` by a process that died are due again at once.
+
+        The crash may have come after the receiver got the message but before it was recorded;
+        the repeat carries the same ``webhook-id`` (and e-mail Message-ID), so receivers drop it,
+        and the alert's "sent" step is recorded now instead of after the lease expires.
+        With several gateways on one database this can repeat a send another one is making;
+        the same ids make that harmless too.
+        """
+        with self.sessions.begin() as s:
+            n = s.execute(update(AlertDelivery).where(AlertDelivery.state == "sending")
+                          .values(state="pending", lease_until=None, next_attempt_at=utcnow())).rowcount
+        if n:
+            log.info("%d alert send(s) interrupted by a restart are due again", n)
+        return n
 
     def notify(self) -> None:
         self._wake.set()

@@ -66,7 +66,9 @@ def test_sigkill_mid_triage_then_restart_gives_exactly_one_alert(tmp_path, webho
             return bool(peer.get("/api/alerts", timeout=5)) == (when == "after the alert")
         wait_until(running, 60, interval=0.02, what=f"the triage run {when}")
         peer.kill()  # SIGKILL to the whole process group: the gateway and its triage worker
-        assert webhook.accepted() == [] or when == "after the alert"
+        # (an alert that went out in the milliseconds between the poll and the kill turns the
+        # "analysing" case into the other one; exactly one alert must result either way)
+        early = bool(webhook.accepted())
         peer.start()
         body = verify_standard_webhook(SECRET_1, webhook.wait(1, 120)[0])
         assert body["type"] == "stroke.triage" and body["result"]["status"] == "ok"
@@ -80,7 +82,7 @@ def test_sigkill_mid_triage_then_restart_gives_exactly_one_alert(tmp_path, webho
         # re-run once, finished. After the alert only the result objects remain to be written; if they
         # were committed in the few ms between the poll and the SIGKILL there is nothing left to re-run,
         # and the invariant under test (one alert) must hold either way.
-        assert run["attempts"] == 2 or (when == "after the alert" and run["attempts"] == 1)
+        assert run["attempts"] == 2 or ((when == "after the alert" or early) and run["attempts"] == 1)
         assert run["status"] == "ok" and len(run["objects"]) == 4
     finally:
         peer.stop()
