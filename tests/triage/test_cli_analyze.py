@@ -175,7 +175,7 @@ def test_missing_folder_and_bad_options(tmp_path, capsys):
 
 
 def test_torch_backend_through_the_cli(ctp, capsys):
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="torch is not installed (optional extra telerad[torch]; make test installs it)")
     folder, _ = ctp
     _, reference, _ = _run_json(capsys, str(folder))
     rc, doc, _ = _run_json(capsys, str(folder), "--backend", "torch", "--device", "cpu")

@@ -44,8 +44,7 @@ def _assert_same(a, b) -> None:
                                   "MR_small_jpeg_ls_lossless.dcm"])
 def test_raw_reader_matches_pydicom_on_reference_files(name):
     path = get_testdata_file(name, download=False)
-    if path is None:
-        pytest.skip(f"{name} is not in this pydicom")
+    assert path is not None, f"{name} should ship with pydicom's test data"
     with open(path, "rb") as fh:
         raw = parse(fh.read())
     _assert_same(build_header(path, raw, raw.transfer_syntax, raw.pixel_offset, raw.pixel_length), _via_pydicom(path))
@@ -54,8 +53,7 @@ def test_raw_reader_matches_pydicom_on_reference_files(name):
 @pytest.mark.parametrize("name", ["MR_small_implicit.dcm", "MR_small_bigendian.dcm"])
 def test_other_encodings_are_left_to_pydicom(name):
     path = get_testdata_file(name, download=False)
-    if path is None:
-        pytest.skip(f"{name} is not in this pydicom")
+    assert path is not None, f"{name} should ship with pydicom's test data"
     with open(path, "rb") as fh:
         with pytest.raises(Unsupported):
             parse(fh.read())
