@@ -31,6 +31,24 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
 
 
+def registry_parser(prog: str, description: str, *, add: str, list_: str, remove: str):
+    """A ``PROG add NAME ... | list [--json] | remove NAME`` parser; returns (parser, add, list, remove).
+
+    The caller adds its own options to the subparsers; every one gets ``--config``/``--data-dir``.
+    """
+    p = ArgumentParser(prog=prog, description=description)
+    sub = p.add_subparsers(dest="action", required=True)
+    add_p = sub.add_parser("add", help=add)
+    add_p.add_argument("name")
+    lst = sub.add_parser("list", help=list_)
+    lst.add_argument("--json", action="store_true")
+    rm = sub.add_parser("remove", help=remove)
+    rm.add_argument("name")
+    for sp in (add_p, lst, rm):
+        add_common_args(sp)
+    return p, add_p, lst, rm
+
+
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     from telerad.settings import load_settings
 

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import json
 
-from telerad.cliutil import ArgumentParser, add_common_args, run_cli, settings_from_args
+from telerad.cliutil import ArgumentParser, registry_parser, run_cli, settings_from_args
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="telerad clinic", description="Register the township clinics allowed to send studies.")
-    sub = p.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="register a clinic")
-    add.add_argument("name")
+    p, add, _, _ = registry_parser("telerad clinic", "Register the township clinics allowed to send studies.",
+                                   add="register a clinic", list_="list registered clinics", remove="remove a clinic")
     add.add_argument("--ae-title", required=True, help="the calling AE title of the clinic's modality")
     add.add_argument("--host", help="the clinic's DICOM host, for results sent back")
     add.add_argument("--port", type=int, help="the clinic's DICOM port")
-    lst = sub.add_parser("list", help="list registered clinics")
-    lst.add_argument("--json", action="store_true")
-    rm = sub.add_parser("remove", help="remove a clinic")
-    rm.add_argument("name")
-    for sp in (add, lst, rm):
-        add_common_args(sp)
     return p
 
 

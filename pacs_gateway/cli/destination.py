@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-from telerad.cliutil import ArgumentParser, add_common_args, run_cli, settings_from_args
+from telerad.cliutil import ArgumentParser, registry_parser, run_cli, settings_from_args
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="telerad destination", description="Manage the destinations routed studies are delivered to.")
-    sub = p.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="add a destination")
-    add.add_argument("name")
+    p, add, _, rm = registry_parser("telerad destination", "Manage the destinations routed studies are delivered to.",
+                                    add="add a destination", list_="list destinations", remove="remove a destination")
     add.add_argument("--kind", required=True, choices=["dicom", "dicomweb"], help="C-STORE peer or STOW-RS server")
     add.add_argument("--host", help="dicom: the peer's host")
     add.add_argument("--port", type=int, help="dicom: the peer's port")
@@ -27,13 +25,7 @@ def build_parser() -> ArgumentParser:
     add.add_argument("--url", help="dicomweb: the DICOMweb root, e.g. https://pacs.example/dicom-web")
     add.add_argument("--auth-header", help="dicomweb: a header such as 'Authorization: Bearer TOKEN'")
     add.add_argument("--default", action="store_true", help="route every series here when no rule says otherwise")
-    lst = sub.add_parser("list", help="list destinations")
-    lst.add_argument("--json", action="store_true")
-    rm = sub.add_parser("remove", help="remove a destination")
-    rm.add_argument("name")
     rm.add_argument("--force", action="store_true", help="also drop its pending deliveries")
-    for sp in (add, lst, rm):
-        add_common_args(sp)
     return p
 
 

@@ -8,27 +8,20 @@ from __future__ import annotations
 
 import json
 
-from telerad.cliutil import ArgumentParser, add_common_args, run_cli, settings_from_args
+from telerad.cliutil import ArgumentParser, registry_parser, run_cli, settings_from_args
 
 PROG = "telerad oncall"
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog=PROG, description="Manage who is alerted about strokes: tier 1 first, the next tier "
-                       "when nobody acknowledges within alerts.escalation_timeout_s.")
-    sub = p.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="put a contact on the roster")
-    add.add_argument("name")
+    p, add, _, _ = registry_parser(PROG, "Manage who is alerted about strokes: tier 1 first, the next tier when "
+                                   "nobody acknowledges within alerts.escalation_timeout_s.",
+                                   add="put a contact on the roster", list_="list the roster",
+                                   remove="take a contact off the roster")
     add.add_argument("--tier", type=int, required=True, help="1 is alerted first; higher tiers on escalation")
     add.add_argument("--email", help="e-mail address (needs alerts.smtp.host)")
     add.add_argument("--webhook", help="URL to POST signed alerts to (Standard Webhooks)")
     add.add_argument("--webhook-secret", help="the receiver's signing secret, whsec_<base64>")
-    lst = sub.add_parser("list", help="list the roster")
-    lst.add_argument("--json", action="store_true")
-    rm = sub.add_parser("remove", help="take a contact off the roster")
-    rm.add_argument("name")
-    for sp in (add, lst, rm):
-        add_common_args(sp)
     return p
 
 
