@@ -87,7 +87,7 @@ def echo(host: str, port: int, called_ae: str, calling_ae: str = "TELERAD", time
     ae.add_requested_context(Verification)
     assoc = ae.associate(host, port, ae_title=called_ae)
     if not assoc.is_established:
-        raise AssociationFailed(_why_not(assoc, host, port, called_ae))
+        raise AssociationFailed(association_failure(assoc, host, port, called_ae))
     try:
         st = assoc.send_c_echo()
         if "Status" not in st:
@@ -97,7 +97,7 @@ def echo(host: str, port: int, called_ae: str, calling_ae: str = "TELERAD", time
         assoc.release()
 
 
-def _why_not(assoc, host, port, called_ae) -> str:
+def association_failure(assoc, host, port, called_ae) -> str:
     where = f"{called_ae}@{host}:{port}"
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive
@@ -112,7 +112,7 @@ def _why_not(assoc, host, port, called_ae) -> str:
     try:
         socket.create_connection((host, port), timeout=5).close()
     except OSError as exc:
-        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+        return f"cannot connect to {where}: {exc.strerror or exc}"
     if assoc.is_aborted:
         return f"association aborted by {where}"
     return f"no answer from {where} (is it a DICOM peer?)"
@@ -151,7 +151,7 @@ def send_files(
     ae.requested_contexts = _contexts(infos)
     assoc = ae.associate(host, port, ae_title=called_ae)
     if not assoc.is_established:
-        raise AssociationFailed(_why_not(assoc, host, port, called_ae))
+        raise AssociationFailed(association_failure(assoc, host, port, called_ae))
     _nodelay(assoc)
     accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
     results: list[SendResult] = []

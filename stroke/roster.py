@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -57,16 +56,9 @@ def _now() -> datetime:
 
 def parse_contact(**fields) -> OncallContactConfig:
     """A contact from CLI options; errors name the option."""
-    clean = {k: v for k, v in fields.items() if v is not None}
-    try:
-        return OncallContactConfig(**clean)
-    except ValidationError as exc:
-        parts = []
-        for e in exc.errors():
-            loc = "-".join(str(p) for p in e.get("loc", ())).replace("_", "-")
-            msg = e.get("msg", "invalid value").removeprefix("Value error, ")
-            parts.append(f"--{loc}: {msg}" if loc else msg)
-        raise RosterError("; ".join(parts)) from None
+    from telerad.cliutil import model_from_options
+
+    return model_from_options(OncallContactConfig, RosterError, **fields)
 
 
 class Roster:

@@ -49,6 +49,21 @@ def registry_parser(prog: str, description: str, *, add: str, list_: str, remove
     return p, add_p, lst, rm
 
 
+def model_from_options(model, error: type[Exception], **fields):
+    """``model(**fields)`` from CLI options (None = not given); a validation error names the options."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            loc = "-".join(str(p) for p in e.get("loc", ())).replace("_", "-")
+            msg = e.get("msg", "invalid value").removeprefix("Value error, ")
+            parts.append(f"--{loc}: {msg}" if loc else msg)
+        raise error("; ".join(parts)) from None
+
+
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     from telerad.settings import load_settings
 

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pydantic import ValidationError
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -150,13 +149,6 @@ def _pending(session, destination_id: int) -> int:
 
 def parse_destination(**fields) -> DestinationConfig:
     """A :class:`DestinationConfig` from CLI options; errors name the option."""
-    clean = {k: v for k, v in fields.items() if v is not None}
-    try:
-        return DestinationConfig(**clean)
-    except ValidationError as exc:
-        parts = []
-        for e in exc.errors():
-            loc = "-".join(str(p) for p in e.get("loc", ())).replace("_", "-")
-            msg = e.get("msg", "invalid value").removeprefix("Value error, ")
-            parts.append(f"--{loc}: {msg}" if loc else msg)
-        raise DestinationError("; ".join(parts)) from None
+    from telerad.cliutil import model_from_options
+
+    return model_from_options(DestinationConfig, DestinationError, **fields)

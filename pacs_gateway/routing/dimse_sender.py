@@ -41,6 +41,7 @@ from pacs_gateway.routing.destinations import DestinationInfo
 from pacs_gateway.routing.retry import classify_status
 from pacs_gateway.routing.sender import DestinationUnavailable, Outcome, Outgoing, SenderOptions
 from pacs_gateway.routing.wire import WIRE_SYNTAXES, WireCopy, WireEncodingError, can_compress, compress_copy
+from pacs_gateway.scu import association_failure
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +75,6 @@ def _tls_args(dest: DestinationInfo):
     if tls.cert_file:
         ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     return ctx, tls.server_hostname or dest.config.host
-
-
-def _why_not(assoc, where: str) -> str:
-    if assoc.is_rejected:
-        rj = assoc.acceptor.primitive
-        reasons = {
-            (1, 3): "calling AE title not recognised",
-            (1, 7): "called AE title not recognised",
-            (3, 2): "local limit exceeded (busy)",
-        }
-        key = (getattr(rj, "result_source", None), getattr(rj, "diagnostic", None))
-        return f"association rejected by {where}: {reasons.get(key, f'source {key[0]}, reason {key[1]}')}"
-    host, port = where.split("@", 1)[1].rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as exc:
-        return f"cannot connect to {where}: {exc.strerror or exc}"
-    if assoc.is_aborted:
-        return f"association aborted by {where}"
-    return f"no answer from {where} (is it a DICOM peer?)"
 
 
 class DimseSender:
@@ -146,7 +127,7 @@ class DimseSender:
             self.none_accepted = True
             return self
         if not assoc.is_established:
-            raise DestinationUnavailable(_why_not(assoc, self.where))
+            raise DestinationUnavailable(association_failure(assoc, cfg.host, cfg.port, cfg.ae_title))
         try:
             assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (AttributeError, OSError):
