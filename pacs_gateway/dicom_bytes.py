@@ -2,7 +2,7 @@
 
 The association thread must not decode pixels, yet must refuse a data set whose
 elements run past the end of what arrived (pydicom reads such data silently).
-``check_structure`` walks the element headers only: tags and lengths, recursing
+``HeaderReader`` walks the element headers only: tags and lengths, recursing
 into undefined-length sequences and encapsulated pixel data.
 """
 
@@ -111,21 +111,6 @@ class _Walker:
                 pos += length
                 if pos > len(self.buf):
                     raise _Truncated(pos)
-
-
-def check_structure(data: bytes, transfer_syntax: str, offset: int = 0) -> None:
-    """Raise :class:`BadDataset` (TRUNCATED) unless every element fits in ``data``.
-
-    data : encoded bytes whose data set (without file meta) starts at ``offset``.
-    """
-    ts = UID(transfer_syntax)
-    buf = data
-    if transfer_syntax == DEFLATED:
-        try:
-            buf, offset = zlib.decompress(memoryview(data)[offset:], -zlib.MAX_WBITS), 0
-        except zlib.error as exc:
-            raise BadDataset(f"deflated data set cannot be inflated: {exc}", status.TRUNCATED) from None
-    _walk(buf, ts, offset)
 
 
 def _walk(buf, ts: UID, offset: int, want: frozenset[int] = frozenset()) -> _Walker:
