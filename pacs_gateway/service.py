@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pacs_gateway.classify import HEADER_KEYWORDS, classify_study
 from pacs_gateway.clinics import ClinicRegistry
 from pacs_gateway.dicom_bytes import HeaderReader
 from pacs_gateway.events import EventBus
 from pacs_gateway.index.db import open_index
+from pacs_gateway.intake import IngestResult, ingest_file
 from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter
 from pacs_gateway.routing.router import Router
 from pacs_gateway.scp.ae import start_server
@@ -62,6 +64,24 @@ class Gateway:
                 "DICOM SCP '%s' listening on %s:%d",
                 self.settings.dicom.ae_title, self.settings.dicom.bind, self.settings.dicom.port,
             )
+
+    def ingest_file(self, path: Path, *, calling_ae: str | None = None, clinic_id: int | None = None) -> IngestResult:
+        """Store one Part-10 file through the same durability path as a C-STORE (stable public API).
+
+        ``Gateway.ingest_file(path: Path, *, calling_ae: str | None = None, clinic_id: int | None = None)
+        -> IngestResult``
+
+        The header is read from the file (no pixel decoding) and checked like a received C-STORE;
+        the bytes are fsynced in the store's temp folder and indexed by the index writer, and this
+        returns only after that transaction committed. ``result.status`` is the DIMSE status a
+        C-STORE would get (0 = success; 0xC210-0xC213/0xA900 for malformed data with a specific
+        ``result.error``; 0xA700-0xA702 for write, index or disk-full failures). ``result.outcome``
+        says stored / duplicate (identical bytes, a no-op) / new_version. The file at ``path`` is
+        always consumed: moved into the store, or removed when refused; nothing is half-stored.
+        ``calling_ae`` defaults to our own AE title; ``clinic_id`` defaults to the clinic of
+        ``calling_ae``. Safe to call from any thread (the writer must be started).
+        """
+        return ingest_file(self, path, calling_ae=calling_ae, clinic_id=clinic_id)
 
     def stop(self) -> None:
         if self.server is not None:
