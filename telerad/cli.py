@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "oncall": ("stroke.cli.oncall", "add, list and remove the people alerted about strokes (tiers, channels)"),
     "alerts": ("stroke.cli.alerts", "list stroke alerts and acknowledge them"),
     "phantom": ("sample_dicom.cli", "write a digital CT-perfusion phantom with ground truth"),
+    "user": ("viewer.auth.cli", "add, list and change the web app's accounts (roles, clinics, passwords)"),
 }
 
 

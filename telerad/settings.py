@@ -56,13 +56,57 @@ class DicomSettings(_Section):
     accept_any_ae: bool = False
     quiet_period_s: float = Field(default=2.0, ge=0)
     disk_high_water_pct: float = Field(default=95.0, gt=0, le=100)
+    # hostile-peer bounds (pacs_gateway/ul/limits.py)
+    min_rate_bytes_s: int = Field(default=16_384, ge=1)
+    max_dataset_bytes: int = Field(default=2 << 30, ge=1024)
+    max_associations_per_ip: int = Field(default=8, ge=1)
+    max_pending_connections: int = Field(default=512, ge=1)
+    max_pending_per_ip: int = Field(default=16, ge=1)
+    # DICOM TLS (a second port; PS3.15 Annex B.9 secure transport)
+    tls_port: int | None = Field(default=None, ge=1, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # CA bundle verifying client certificates
+    tls_require_client_cert: bool = False
+    tls_client_aes: dict[str, str] = {}  # client certificate common name -> the calling AE title it may use
 
     _check_ae = field_validator("ae_title")(_ae_title)
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> "DicomSettings":
+        if self.tls_port is not None:
+            if self.tls_cert is None or self.tls_key is None:
+                raise ValueError("dicom.tls_port needs dicom.tls_cert and dicom.tls_key (PEM files)")
+            if self.tls_port == self.port:
+                raise ValueError("dicom.tls_port must differ from dicom.port")
+        if (self.tls_require_client_cert or self.tls_client_aes) and self.tls_ca is None:
+            raise ValueError("dicom.tls_require_client_cert and dicom.tls_client_aes need dicom.tls_ca")
+        return self
 
 
 class HttpSettings(_Section):
     bind: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    tls_cert: Path | None = None  # PEM; with tls_key the API is served over HTTPS
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # CA bundle for optional client certificates
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "HttpSettings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("http.tls_cert and http.tls_key must be given together")
+        return self
+
+
+class WebSettings(_Section):
+    """The reading room: SLAs of the worklist, login lifetimes, cookies."""
+
+    sla_stroke_min: float = Field(default=20, gt=0)  # a study with a stroke alert
+    sla_urgent_min: float = Field(default=60, gt=0)  # a study with a stroke-lane kind (routing.stroke_kinds)
+    sla_routine_min: float = Field(default=1440, gt=0)  # everything else (24 h)
+    token_ttl_s: int = Field(default=3600, ge=60)  # API bearer tokens
+    session_ttl_s: int = Field(default=43200, ge=300)  # page login cookie (12 h)
+    cookie_secure: bool = False  # set true behind HTTPS
 
 
 class DatabaseSettings(_Section):
@@ -95,6 +139,7 @@ class Settings(BaseSettings):
     log_phi: bool = False
     dicom: DicomSettings = DicomSettings()
     http: HttpSettings = HttpSettings()
+    web: WebSettings = WebSettings()
     database: DatabaseSettings = DatabaseSettings()
     queue: QueueSettings = QueueSettings()
     clinics: list[ClinicConfig] = []

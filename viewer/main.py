@@ -2,28 +2,52 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
 from telerad import __version__
-from viewer import problems
+from viewer import dicomweb, problems
 from viewer.api import alerts as alerts_api
 from viewer.api import studies, triage
+from viewer.auth import routes as auth_routes
+from viewer.auth.deps import open_on_loopback
+from viewer.auth.tokens import TokenSigner
 
 
-def create_app(sessions: sessionmaker, *, ready=lambda: True, alerts=None, store_root=None) -> FastAPI:
-    """``alerts``: the gateway's AlertService (acknowledgements); ``store_root``: where summary PNGs live."""
-    app = FastAPI(title="telerad", version=__version__)
+def create_app(sessions: sessionmaker, *, ready=lambda: True, alerts=None, store_root=None, settings=None,
+               gateway=None) -> FastAPI:
+    """``alerts``: the gateway's AlertService (acknowledgements); ``store_root``: where summary PNGs live;
+    ``settings``: the Settings (secret key, web section; defaults when None); ``gateway``: the running
+    Gateway, which stores and routes final reports."""
+    if settings is None:
+        from telerad.settings import Settings
+
+        settings = Settings()
+    app = FastAPI(title="telerad", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sessions = sessions
     app.state.alerts = alerts
     app.state.store_root = store_root
+    app.state.settings = settings
+    app.state.gateway = gateway
+    app.state.signer = TokenSigner(settings.secret_key)
     problems.install(app)
+    auth_routes.install(app)
+    app.include_router(auth_routes.router)
+    auth_routes.include_docs(app)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     app.include_router(studies.router)
     app.include_router(alerts_api.router)
     app.include_router(triage.router)
+    dicomweb.install(app, sessions=sessions, store_root=store_root, gateway=gateway)
+    from viewer.pages import worklist as worklist_page
 
-    @app.get("/healthz", tags=["health"])
+    app.include_router(worklist_page.router)
+
+    @app.get("/healthz", tags=["health"], dependencies=[Depends(open_on_loopback)])
     def healthz():
         with sessions() as s:
             s.execute(text("SELECT 1"))

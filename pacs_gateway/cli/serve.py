@@ -66,7 +66,7 @@ def _run_http(gateway) -> None:
 
     s = gateway.settings
     app = create_app(gateway.sessions, ready=lambda: gateway.server is not None,
-                     alerts=gateway.stroke.alerts, store_root=gateway.store.root)
+                     alerts=gateway.stroke.alerts, store_root=gateway.store.root, settings=s, gateway=gateway)
     config = uvicorn.Config(app, host=s.http.bind, port=s.http.port, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     server.run()

@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fastapi import APIRouter, Body, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from pacs_gateway.index.models import Alert, AlertStep
 from stroke.alerts import AlertError, _iso
+from viewer.auth import ANONYMOUS, CurrentUser, audit, require_roles
 from viewer.problems import Problem
 
-router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+ALERT_ROLES = ("stroke", "radiologist", "admin")
+router = APIRouter(prefix="/api/alerts", tags=["alerts"], dependencies=[Depends(require_roles(*ALERT_ROLES))])
 HEARTBEAT_S = 15.0
 
 
@@ -93,6 +97,20 @@ def get_alert(alert_id: int, request: Request) -> dict:
 
 
 @router.post("/{alert_id}/ack")
-def acknowledge(alert_id: int, request: Request, user: str = Body(..., embed=True, min_length=1, max_length=128)) -> dict:
-    """Acknowledge an alert as ``{"user": "NAME"}``; stops its escalation. 409 when already acknowledged."""
-    return _call(_service(request).acknowledge, alert_id, user)
+def acknowledge(alert_id: int, request: Request, who: Annotated[CurrentUser, Depends(require_roles(*ALERT_ROLES))],
+                user: str | None = Body(None, embed=True, min_length=1, max_length=128)) -> dict:
+    """Acknowledge an alert as the logged-in user; stops its escalation. 409 when already acknowledged.
+
+    Only a development install without accounts takes the name from the body (``{"user": "NAME"}``).
+    """
+    if who is ANONYMOUS:
+        if not user:
+            raise Problem(422, "Invalid request", "user: without accounts, an acknowledgement names the user "
+                                                  "({\"user\": \"NAME\"})")
+        name = user
+    else:
+        name = who.name
+    out = _call(_service(request).acknowledge, alert_id, name)
+    audit.record(request.app.state.sessions, who if who is not ANONYMOUS else CurrentUser(name, "open"),
+                 "alert.ack", f"alert {alert_id}", f"study {out.get('study_instance_uid')}")
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
@@ -12,9 +12,12 @@ from pacs_gateway.index.models import TriageRun
 from stroke.alerts import _iso
 from stroke.rules import warnings_text
 from viewer.api.deps import SessionDep
+from viewer.auth import require_roles
 from viewer.problems import Problem
 
-router = APIRouter(prefix="/api/triage", tags=["triage"])
+# automated results are for the reading and stroke teams (technicians see the final report)
+router = APIRouter(prefix="/api/triage", tags=["triage"],
+                   dependencies=[Depends(require_roles("radiologist", "stroke", "admin"))])
 
 
 def _run(session, run_id: int) -> TriageRun:

@@ -1,0 +1,1 @@
+"""Server-rendered pages: worklist, study, technician, stroke team, admin."""
