@@ -8,8 +8,11 @@ into undefined-length sequences and encapsulated pixel data.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import mmap
 import re
+import tempfile
 import struct
 import zlib
 from collections.abc import Callable
@@ -186,9 +189,10 @@ class HeaderReader:
 
     _UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
 
-    def __init__(self, keywords: tuple[str, ...]):
+    def __init__(self, keywords: tuple[str, ...], *, max_inflated: int = 2 << 30, spool_dir=None):
         from pacs_gateway import dicom_values
 
+        self.max_inflated, self.spool_dir = max_inflated, spool_dir
         self.keywords = tuple(keywords)
         self._tags = dicom_values.tags_for(tuple(dict.fromkeys((*self._UIDS, *self.keywords))))
         self._want = frozenset((*self._tags, dicom_values.SPECIFIC_CHARACTER_SET))
@@ -197,17 +201,54 @@ class HeaderReader:
         from pacs_gateway import dicom_values
 
         ts = UID(transfer_syntax)
-        buf = dataset
         if transfer_syntax == DEFLATED:
-            try:
-                buf = zlib.decompress(memoryview(dataset), -zlib.MAX_WBITS)
-            except zlib.error as exc:
-                raise BadDataset(f"deflated data set cannot be inflated: {exc}", status.TRUNCATED) from None
-        walker = _walk(buf, ts, 0, self._want)
+            with self._inflated(dataset) as buf:
+                walker = _walk(buf, ts, 0, self._want)
+                del buf
+        else:
+            walker = _walk(dataset, ts, 0, self._want)
         try:
             return self._header(walker.found, ts)
         except dicom_values.Unsupported:
             return read_header(part10(), self.keywords)
+
+    @contextlib.contextmanager
+    def _inflated(self, dataset):
+        """The inflated data set, mapped from an anonymous temp file: memory stays flat, size is bounded.
+
+        A data set that inflates past ``max_inflated`` bytes (a deflate bomb) is refused (0xC210)
+        after writing at most that many bytes, never holding them in memory.
+        """
+        src = memoryview(dataset)
+        with tempfile.TemporaryFile(dir=self.spool_dir) as out:
+            d = zlib.decompressobj(-zlib.MAX_WBITS)
+            total, pos, step = 0, 0, 1 << 20
+            try:
+                while True:
+                    chunk = d.decompress(d.unconsumed_tail or src[pos : pos + step], step)
+                    if not d.unconsumed_tail:
+                        pos += step
+                    total += len(chunk)
+                    if total > self.max_inflated:
+                        raise BadDataset(f"deflated data set inflates past {self.max_inflated} bytes "
+                                         f"(dicom.max_dataset_bytes); refused", status.CANNOT_PARSE)
+                    out.write(chunk)
+                    if d.eof or (pos >= len(src) and not d.unconsumed_tail and not chunk):
+                        break
+            except zlib.error as exc:
+                raise BadDataset(f"deflated data set cannot be inflated: {exc}", status.TRUNCATED) from None
+            out.flush()
+            if total == 0:
+                yield b""
+                return
+            mm = mmap.mmap(out.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                yield memoryview(mm)
+            finally:
+                try:
+                    mm.close()
+                except BufferError:
+                    pass
 
     def _header(self, found: dict[int, tuple[bytes, bytes]], ts: UID) -> Header:
         from pacs_gateway import dicom_values

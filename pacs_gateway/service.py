@@ -35,7 +35,8 @@ class Gateway:
         self.clinics.sync_config(settings.clinics)
         self.activity = Activity()
         self.header_keywords = tuple(dict.fromkeys((*HEADER_KEYWORDS, *STUDY_KEYWORDS, *SERIES_KEYWORDS)))
-        self.header_reader = HeaderReader(self.header_keywords)
+        self.header_reader = HeaderReader(self.header_keywords, max_inflated=settings.dicom.max_dataset_bytes,
+                                          spool_dir=self.store.tmp)
         self.writer = IndexWriter(
             self.engine,
             self.store,

@@ -19,3 +19,16 @@ def install_context_filter() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _ContextFilter) for f in handler.filters):
             handler.addFilter(flt)
+
+
+def escape(value, limit: int = 80) -> str:
+    """``value`` safe for one log line: non-printable and non-ASCII characters escaped, truncated.
+
+    Peer-supplied strings (AE titles, UIDs, error texts) go through this before they are logged,
+    so a newline or a terminal escape sent by a peer cannot forge or garble log lines.
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        text = ascii(bytes(value)[: limit * 4])[2:-1]
+    else:
+        text = ascii(str(value)[: limit * 4])[1:-1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

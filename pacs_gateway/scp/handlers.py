@@ -6,116 +6,99 @@ Dependencies arrive as an explicit ``ctx`` argument (bound in ``scp/ae.py``).
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import time
-import uuid
-import zlib
-from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime, timezone
 
 from pacs_gateway import status
-from pacs_gateway.errors import BadDataset, IndexError_
-from pacs_gateway.ingest import Incoming, Outcome
+from pacs_gateway.errors import BadDataset
+from pacs_gateway.ingest import Outcome
+from pacs_gateway.intake import check_header, index_durable
 from pacs_gateway.store import discard
 from pacs_gateway.ul.acceptor import IMPLEMENTATION_UID, IMPLEMENTATION_VERSION, AssociationInfo, StoreRequest
+from telerad.logctx import escape
 
 log = logging.getLogger(__name__)
 
 
+def disk_ok(ctx) -> bool:
+    """False when the store's disk is at or above ``dicom.disk_high_water_pct`` (checked per C-STORE)."""
+    try:
+        return ctx.store.usage_pct() < ctx.settings.dicom.disk_high_water_pct
+    except OSError:
+        return False
+
+
 def handle_requested(info: AssociationInfo, ctx) -> tuple[int, int, int] | None:
-    """Before negotiation: refuse unknown calling AEs and a full disk (returns the A-ASSOCIATE-RJ reason)."""
-    calling, addr = info.calling_ae, f"{info.address}:{info.port}"
-    if not ctx.settings.dicom.accept_any_ae and ctx.clinics.by_ae(calling) is None:
+    """Before negotiation: refuse a wrong called AE, unknown calling AEs, a certificate bound to
+    another AE and a full disk (returns the A-ASSOCIATE-RJ reason)."""
+    s = ctx.settings.dicom
+    calling, addr = escape(info.calling_ae), f"{info.address}:{info.port}"
+    if info.called_ae != s.ae_title:
+        log.warning("rejected association from %s (%s): called AE title '%s' is not ours ('%s')",
+                    addr, calling, escape(info.called_ae), s.ae_title)
+        return status.REJECT_CALLED_AE
+    if not s.accept_any_ae and ctx.clinics.by_ae(info.calling_ae) is None:
         log.warning("rejected association from %s: calling AE title '%s' not recognised", addr, calling)
         return status.REJECT_CALLING_AE
-    used = ctx.store.usage_pct()
-    if used >= ctx.settings.dicom.disk_high_water_pct:
-        log.error(
-            "rejected association from %s (%s): disk %.1f%% full, above the %.1f%% high-water mark",
-            addr, calling, used, ctx.settings.dicom.disk_high_water_pct,
-        )
+    if info.tls and s.tls_client_aes:
+        bound = s.tls_client_aes.get(info.peer_cert_cn or "")
+        if bound is None and s.tls_require_client_cert:
+            log.warning("rejected association from %s (%s): client certificate '%s' is not mapped to a clinic",
+                        addr, calling, escape(info.peer_cert_cn or ""))
+            return status.REJECT_CALLING_AE
+        if bound is not None and bound != info.calling_ae:
+            log.warning("rejected association from %s: certificate '%s' may call as '%s', not '%s'",
+                        addr, escape(info.peer_cert_cn or ""), bound, calling)
+            return status.REJECT_CALLING_AE
+    if not disk_ok(ctx):
+        log.error("rejected association from %s (%s): disk above the %.1f%% high-water mark",
+                  addr, calling, s.disk_high_water_pct)
         return status.REJECT_LOCAL_LIMIT
-    log.info("association from '%s' (%s) accepted", calling, addr)
+    log.info("association from '%s' (%s%s) accepted", calling, addr, ", TLS" if info.tls else "")
     return None
 
 
 def handle_closed(info: AssociationInfo, how: str, ctx) -> None:
     """Released, aborted or dropped: the series it touched start their quiet period."""
-    log.info("association from '%s' %s", info.calling_ae, how)
+    log.info("association from '%s' %s", escape(info.calling_ae), how)
     ctx.activity.close(info.id)
 
 
 def handle_store(req: StoreRequest, ctx) -> tuple[int, str | None]:
-    """C-STORE: check, write durably, index; answer only then. Returns (status, error comment)."""
-    tmp = None
+    """C-STORE: check the spooled data set, index it; answer only then. Returns (status, error comment).
+
+    The spool file is already durable (``Spool.finish`` fsynced it); it is renamed into the store
+    by the index writer, or removed here when refused.
+    """
+    spooled = req.spooled
     calling = req.assoc.calling_ae
+    if spooled is None:
+        if req.disk_full:
+            log.error("refused instance %s: disk above the %.1f%% high-water mark", req.sop_instance_uid,
+                      ctx.settings.dicom.disk_high_water_pct)
+            return status.OUT_OF_RESOURCES_DISK_FULL, "the gateway's disk is full"
+        return status.OUT_OF_RESOURCES_WRITE, "the gateway could not write the instance"
     try:
-        meta = file_meta(req.sop_class_uid, req.sop_instance_uid, req.transfer_syntax)
         try:
-            header = ctx.header_reader.read(req.dataset, req.transfer_syntax, lambda: meta + bytes(req.dataset))
-            if header.sop_uid != req.sop_instance_uid:
-                raise BadDataset(
-                    f"SOP Instance UID in the data set ({header.sop_uid}) differs from the command's ({req.sop_instance_uid})",
-                    status.INSTANCE_MISMATCH,
-                )
-            if header.sop_class_uid and header.sop_class_uid != req.sop_class_uid:
-                raise BadDataset(
-                    f"SOP Class UID in the data set ({header.sop_class_uid}) differs from the command's ({req.sop_class_uid})",
-                    status.SOP_CLASS_MISMATCH,
-                )
+            header = check_header(ctx, spooled.path, spooled.offset, req.transfer_syntax,
+                                  sop_class_uid=req.sop_class_uid, sop_instance_uid=req.sop_instance_uid)
         except BadDataset as exc:
-            log.warning("refused instance %s from '%s': %s (0x%04X)", req.sop_instance_uid, calling, exc, exc.status)
+            discard(spooled.path)
+            log.warning("refused instance %s from '%s': %s (0x%04X)", req.sop_instance_uid, escape(calling),
+                        escape(exc, 300), exc.status)
             return exc.status, str(exc)
-        crc = zlib.crc32(req.dataset)
-        try:
-            tmp = ctx.store.tmp / f"{uuid.uuid4().hex}.part"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            try:
-                _write_all(fd, meta, req.dataset)
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            log.error("cannot write instance %s: %s", req.sop_instance_uid, exc.strerror or exc)
-            discard(tmp)
-            return status.OUT_OF_RESOURCES_WRITE, "the gateway could not write the instance"
         clinic = ctx.clinics.by_ae(calling)
         ctx.activity.touch(req.assoc.id, header.series_uid)
-        item = Incoming(
-            header=header,
-            transfer_syntax=req.transfer_syntax,
-            calling_ae=calling,
-            clinic_id=clinic.id if clinic else None,
-            tmp=tmp,
-            size=len(meta) + len(req.dataset),
-            crc32=crc,
-            received_at=datetime.now(timezone.utc),
-        )
-        tmp = None  # the writer owns it now
-        try:
-            outcome = ctx.writer.submit(item).result(timeout=ctx.settings.dicom.dimse_timeout_s)
-        except (IndexError_, FutureTimeout) as exc:
-            log.error("instance %s not indexed: %s", req.sop_instance_uid, exc or "timed out")
-            return status.OUT_OF_RESOURCES_INDEX, "the gateway could not index the instance"
-        if outcome is Outcome.DUPLICATE:
+        result = index_durable(ctx, spooled.path, header, req.transfer_syntax, calling_ae=calling,
+                               clinic_id=clinic.id if clinic else None, size=spooled.size, crc32=spooled.crc32,
+                               timeout_s=ctx.settings.dicom.dimse_timeout_s)
+        if result.outcome is Outcome.DUPLICATE:
             log.debug("instance %s already stored with identical bytes", req.sop_instance_uid)
-        return status.SUCCESS, None
+        return result.status, result.error
     except Exception:
         log.exception("unexpected failure storing an instance")
-        discard(tmp)
+        discard(spooled.path)
         return status.OUT_OF_RESOURCES_WRITE, "internal error while storing"
-
-
-def _write_all(fd: int, *parts) -> None:
-    views = [memoryview(p) for p in parts]
-    while views:
-        n = os.writev(fd, views)
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
 
 
 def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:

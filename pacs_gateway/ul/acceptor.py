@@ -1,19 +1,23 @@
-"""One accepted association, served on its own thread with blocking reads.
+"""One negotiated association, served on its own thread with blocking reads.
 
 Negotiation reuses pynetdicom's A-ASSOCIATE PDU classes and its presentation
 context negotiation (``negotiate_as_acceptor``). The data phase is a plain
-loop: read a PDU, append its PDV fragments, and when a message is whole hand it
-to the service's handler and send the response at once. There is no polling
-and no per-PDU thread hop, which is what makes this faster than pynetdicom's
-reactor-based AE (see ``benchmarks/results/receive.json``).
+loop: read a PDU (within the idle and per-PDU deadlines), append its data set
+fragments to a spool file on disk (``spool.py``), and when a message is whole
+hand it to the service's handler and send the response at once. There is no
+polling and no per-PDU thread hop, which is what makes this faster than
+pynetdicom's reactor-based AE (see ``benchmarks/results/receive.json``). The
+A-ASSOCIATE-RQ was read and judged before this thread existed (``server.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydicom.uid import UID
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
@@ -27,6 +31,9 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
 from pacs_gateway.ul import dimse, pdu
+from pacs_gateway.ul.limits import Deadline, Limits
+from pacs_gateway.ul.spool import Sink, Spool, Spooled, TooLarge
+from telerad.logctx import escape
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +54,17 @@ class AssociationInfo:
     peer_max_pdu: int = 0
     contexts: dict[int, str] = field(default_factory=dict)  # context id -> transfer syntax UID
     abstract: dict[int, str] = field(default_factory=dict)  # context id -> abstract syntax UID
+    tls: bool = False
+    peer_cert_cn: str | None = None  # the TLS client certificate's subject common name, when one was verified
 
 
 @dataclass
 class StoreRequest:
-    """A whole C-STORE request: the command's fields and the data set bytes as received."""
+    """A whole C-STORE request: the command's fields and the durable spool file holding the data set.
+
+    The handler owns ``spooled.path`` and must move it into the store or remove it. ``disk_full``
+    means the data set was read but not kept (answer 0xA702); ``spooled`` is then None.
+    """
 
     assoc: AssociationInfo
     context_id: int
@@ -59,19 +72,28 @@ class StoreRequest:
     sop_class_uid: str
     sop_instance_uid: str
     message_id: int
-    dataset: bytearray
+    spooled: Spooled | None
+    disk_full: bool = False
 
 
+@dataclass
 class Handlers:
     """The service's callbacks (all receive the association's ``AssociationInfo``).
 
     requested(info) -> None or an A-ASSOCIATE-RJ (result, source, diagnostic)
     store(request) -> (status, error_comment or None)
     closed(info, how) -> None, with how in {"released", "aborted", "closed"}
+    file_meta(sop_class, sop_instance, transfer_syntax) -> the Part-10 prefix the spool file starts with
+    disk_ok() -> False when new data must be refused (the disk is above its high-water mark)
+    spool_dir : where data sets are spooled (on the store's file system, so the rename is atomic)
     """
 
-    def __init__(self, requested: Callable, store: Callable, closed: Callable):
-        self.requested, self.store, self.closed = requested, store, closed
+    requested: Callable
+    store: Callable
+    closed: Callable
+    file_meta: Callable = lambda *a: b""
+    disk_ok: Callable = lambda: True
+    spool_dir: Path | None = None
 
 
 def user_information(max_pdu: int) -> list:
@@ -92,54 +114,92 @@ def _peer_max_pdu(user_information) -> int:
     return 0
 
 
+class _NoTraceback(logging.Filter):
+    """pynetdicom logs a traceback for each undecodable byte string in a PDU; a peer's junk is one
+    warning line of ours (``decode_rq``), not a traceback in the operator's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None
+
+
+logging.getLogger("pynetdicom.utils").addFilter(_NoTraceback())
+
+
+def decode_rq(body) -> A_ASSOCIATE:
+    """The A-ASSOCIATE primitive of an A-ASSOCIATE-RQ body; ProtocolError when it is malformed."""
+    if len(body) < 68:
+        raise pdu.ProtocolError(f"A-ASSOCIATE-RQ of {len(body)} bytes is too short", pdu.ABORT_INVALID_PARAMETER)
+    for name, raw in (("called", bytes(body[4:20])), ("calling", bytes(body[20:36]))):
+        if any(b < 0x20 or b > 0x7E for b in raw) or raw.strip(b" ") == b"":
+            raise pdu.ProtocolError(f"A-ASSOCIATE-RQ {name} AE title '{escape(raw)}' is not 1-16 printable ASCII "
+                                    "characters", pdu.ABORT_INVALID_PARAMETER)
+    rq = A_ASSOCIATE_RQ()
+    try:
+        rq.decode(b"\x01\x00" + len(body).to_bytes(4, "big") + bytes(body))
+        primitive = rq.to_primitive()
+        str(primitive.calling_ae_title), str(primitive.called_ae_title)
+    except Exception as exc:  # pynetdicom raises a variety of errors on malformed items
+        raise pdu.ProtocolError(f"malformed A-ASSOCIATE-RQ: {escape(exc)}", pdu.ABORT_INVALID_PARAMETER) from None
+    return primitive
+
+
+def fill_info(info: AssociationInfo, primitive: A_ASSOCIATE) -> None:
+    info.calling_ae = str(primitive.calling_ae_title).strip()
+    info.called_ae = str(primitive.called_ae_title).strip()
+    info.peer_max_pdu = _peer_max_pdu(primitive.user_information)
+
+
 class Acceptor:
-    def __init__(
-        self,
-        sock: socket.socket,
-        info: AssociationInfo,
-        *,
-        supported: list[PresentationContext],
-        handlers: Handlers,
-        max_pdu: int,
-        acse_timeout: float,
-        network_timeout: float,
-        refuse: tuple[int, int, int] | None = None,
-    ):
-        self.sock, self.info, self.supported, self.handlers = sock, info, supported, handlers
-        self.max_pdu, self.acse_timeout, self.network_timeout = max_pdu, acse_timeout, network_timeout
-        self.refuse = refuse
-        slack = max_pdu + 65536 if max_pdu else 1 << 30
+    """Serves one association whose A-ASSOCIATE-RQ was read, decoded and allowed (``server.py``).
+
+    Runs on the association's own thread: answers A-ASSOCIATE-AC, then reads PDUs under the
+    idle/PDU/message deadlines of ``limits`` and spools each data set to disk as it arrives.
+    """
+
+    def __init__(self, sock: socket.socket, info: AssociationInfo, primitive: A_ASSOCIATE, *,
+                 supported: list[PresentationContext], handlers: Handlers, limits: Limits):
+        self.sock, self.info, self.primitive = sock, info, primitive
+        self.supported, self.handlers, self.limits = supported, handlers, limits
+        self.max_pdu = limits.max_pdu
+        slack = self.max_pdu + 65536 if self.max_pdu else 1 << 30
         self.reader = pdu.PduReader(sock, slack)
+        self.reader.send_timeout = limits.idle_s
+        self.spool_dir = handlers.spool_dir or Path(tempfile.gettempdir())
 
     # -- phases ---------------------------------------------------------------
     def run(self) -> None:
-        established = False
         how = "closed"
+        spool = None
+        ident = f"association {self.info.id} from '{escape(self.info.calling_ae)}' ({self.info.address})"
         try:
-            self.sock.settimeout(self.acse_timeout)
-            established = self._negotiate()
-            if established:
-                self.sock.settimeout(self.network_timeout)
-                how = self._data_phase()
-        except socket.timeout:
-            log.warning("association %s from '%s' timed out; aborting", self.info.id, self.info.calling_ae)
+            self.sock.settimeout(self.limits.idle_s)
+            self._send(self._accept())
+            how, spool = self._data_phase()
+        except pdu.Timeout as exc:
+            log.warning("%s: %s; aborting", ident, exc)
             self._send(pdu.abort())
             how = "aborted"
         except pdu.PeerClosed as exc:
-            if established:
-                log.warning("association %s from '%s': connection lost (%s)", self.info.id, self.info.calling_ae, exc)
-            how = "closed"
+            log.warning("%s: connection lost (%s)", ident, escape(exc))
         except pdu.ProtocolError as exc:
-            log.warning("association %s from '%s': %s; aborting", self.info.id, self.info.calling_ae, exc)
+            log.warning("%s: %s; aborting", ident, exc)
             self._send(pdu.abort(0x02, exc.reason))
             how = "aborted"
+        except Exception as exc:  # a bug must cost one association, answered with an A-ABORT, never the server
+            log.error("%s: internal error %s: %s; aborting", ident, type(exc).__name__, escape(exc, 200),
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            self._send(pdu.abort())
+            how = "aborted"
         finally:
+            if self._open_spool is not None:
+                self._open_spool.discard()
             try:
                 self.sock.close()
             except OSError:
                 pass
-            if established:
-                self.handlers.closed(self.info, how)
+            self.handlers.closed(self.info, how)
+
+    _open_spool = None
 
     def _send(self, data: bytes) -> bool:
         try:
@@ -148,37 +208,18 @@ class Acceptor:
         except OSError:
             return False
 
-    def _negotiate(self) -> bool:
-        kind, body = self.reader.read()
-        if kind != pdu.A_ASSOCIATE_RQ:
-            raise pdu.ProtocolError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{kind:02X}", pdu.ABORT_UNEXPECTED_PDU)
-        rq = A_ASSOCIATE_RQ()
-        try:
-            rq.decode(b"\x01\x00" + len(body).to_bytes(4, "big") + bytes(body))
-            primitive = rq.to_primitive()
-        except Exception as exc:  # pynetdicom raises a variety of errors on malformed items
-            raise pdu.ProtocolError(f"malformed A-ASSOCIATE-RQ: {exc}", pdu.ABORT_INVALID_PARAMETER) from None
-        self.info.calling_ae = str(primitive.calling_ae_title).strip()
-        self.info.called_ae = str(primitive.called_ae_title).strip()
-        self.info.peer_max_pdu = _peer_max_pdu(primitive.user_information)
-        reason = self.refuse or self.handlers.requested(self.info)
-        if reason:
-            self._send(pdu.associate_rj(*reason))
-            return False
+    def _accept(self) -> bytes:
+        rq = self.primitive
         roles = {
             str(i.sop_class_uid): (i.scu_role, i.scp_role)
-            for i in primitive.user_information
+            for i in rq.user_information
             if isinstance(i, SCP_SCU_RoleSelectionNegotiation)
         }
-        results, ac_roles = negotiate_as_acceptor(primitive.presentation_context_definition_list, self.supported, roles or None)
+        results, ac_roles = negotiate_as_acceptor(rq.presentation_context_definition_list, self.supported, roles or None)
         for cx in results:
             if cx.result == 0x00 and cx.transfer_syntax:
                 self.info.contexts[int(cx.context_id)] = str(cx.transfer_syntax[0])
                 self.info.abstract[int(cx.context_id)] = str(cx.abstract_syntax)
-        self._send(self._accept(primitive, results, ac_roles))
-        return True
-
-    def _accept(self, rq: A_ASSOCIATE, results, roles) -> bytes:
         p = A_ASSOCIATE()
         p.application_context_name = UID(APPLICATION_CONTEXT)
         p.calling_ae_title = rq.calling_ae_title
@@ -186,25 +227,37 @@ class Acceptor:
         p.result = 0x00
         p.result_source = 0x01
         p.presentation_context_definition_results_list = results
-        p.user_information = [*user_information(self.max_pdu), *roles]
+        p.user_information = [*user_information(self.max_pdu), *ac_roles]
         ac = A_ASSOCIATE_AC()
         ac.from_primitive(p)
         return ac.encode()
 
-    def _data_phase(self) -> str:
+    def _data_phase(self) -> tuple[str, None]:
+        lim = self.limits
         command = bytearray()
-        dataset = bytearray()
         request: dimse.Command | None = None
         context_id = 0
+        message: Deadline | None = None
         while True:
-            kind, body = self.reader.read()
+            kind, body = self.reader.read(lim.idle_s, lim.pdu_s)
             if kind == pdu.A_RELEASE_RQ:
+                if request is not None:
+                    raise pdu.ProtocolError("A-RELEASE-RQ in the middle of a DIMSE message", pdu.ABORT_UNEXPECTED_PDU)
                 self._send(pdu.release_rp())
-                return "released"
+                return "released", None
             if kind == pdu.A_ABORT:
-                return "aborted"
+                return "aborted", None
             if kind != pdu.P_DATA_TF:
                 raise pdu.ProtocolError(f"unexpected PDU type 0x{kind:02X} in the data phase", pdu.ABORT_UNEXPECTED_PDU)
+            if message is None:
+                message = Deadline(lim.message_s, f"a DIMSE message did not arrive whole within its time "
+                                                  f"({lim.message_s:g} s + 1 s per {lim.min_rate} bytes)")
+            else:
+                message.extend(len(body) / lim.min_rate)
+                try:
+                    message.remaining()
+                except TimeoutError as exc:
+                    raise pdu.Timeout(str(exc)) from None
             for cx, is_command, is_last, fragment in pdu.iter_pdvs(body):
                 if cx not in self.info.contexts:
                     raise pdu.ProtocolError(f"PDV on presentation context {cx}, which was not accepted",
@@ -213,6 +266,9 @@ class Acceptor:
                     if request is not None:
                         raise pdu.ProtocolError("a new command began before the data set ended", pdu.ABORT_UNEXPECTED_PDU)
                     command += fragment
+                    if len(command) > lim.max_command:
+                        raise pdu.ProtocolError(f"command set longer than {lim.max_command} bytes",
+                                                pdu.ABORT_INVALID_PARAMETER)
                     if not is_last:
                         continue
                     try:
@@ -222,21 +278,50 @@ class Acceptor:
                     command.clear()
                     context_id = cx
                     if request.has_dataset:
+                        self._open_spool = self._start_spool(request, cx)
                         continue
                 else:
-                    if request is None:
+                    if request is None or self._open_spool is None:
                         raise pdu.ProtocolError("a data set fragment arrived without its command", pdu.ABORT_UNEXPECTED_PDU)
-                    dataset += fragment
+                    if cx != context_id:
+                        raise pdu.ProtocolError("a data set fragment changed presentation context", pdu.ABORT_INVALID_PARAMETER)
+                    try:
+                        self._open_spool.write(fragment)
+                    except TooLarge as exc:
+                        raise pdu.ProtocolError(str(exc), pdu.ABORT_INVALID_PARAMETER) from None
                     if not is_last:
                         continue
-                self._dispatch(request, context_id, dataset)
-                request, dataset = None, bytearray()
+                self._dispatch(request, context_id)
+                request, message = None, None
 
-    def _dispatch(self, request: dimse.Command, context_id: int, dataset: bytearray) -> None:
+    def _start_spool(self, request: dimse.Command, cx: int):
+        if request.command_field != dimse.C_STORE_RQ:
+            raise pdu.ProtocolError(f"DIMSE command 0x{request.command_field:04X} is not supported here",
+                                    pdu.ABORT_UNEXPECTED_PDU)
+        if not self.handlers.disk_ok():
+            return Sink(self.limits.max_dataset, disk_full=True)
+        meta = self.handlers.file_meta(request.sop_class_uid, request.sop_instance_uid, self.info.contexts[cx])
+        try:
+            return Spool(self.spool_dir, meta, self.limits.max_dataset, self.handlers.disk_ok)
+        except OSError as exc:
+            log.error("cannot open a spool file in %s: %s", self.spool_dir, exc.strerror or exc)
+            return Sink(self.limits.max_dataset, disk_full=False)
+
+    def _dispatch(self, request: dimse.Command, context_id: int) -> None:
         comment = None
         if request.command_field == dimse.C_ECHO_RQ:
             status = 0x0000
         elif request.command_field == dimse.C_STORE_RQ:
+            spool, self._open_spool = self._open_spool, None
+            spooled = None
+            if spool is not None and spool.stored and not spool.disk_full:
+                try:
+                    spooled = spool.finish()
+                except OSError as exc:
+                    log.error("cannot make instance %s durable: %s", request.sop_instance_uid, exc.strerror or exc)
+                    spool.discard()
+            elif spool is not None:
+                spool.discard()
             req = StoreRequest(
                 assoc=self.info,
                 context_id=context_id,
@@ -244,7 +329,8 @@ class Acceptor:
                 sop_class_uid=request.sop_class_uid,
                 sop_instance_uid=request.sop_instance_uid,
                 message_id=request.message_id,
-                dataset=dataset,
+                spooled=spooled,
+                disk_full=spool is not None and spool.disk_full,
             )
             status, comment = self.handlers.store(req)
         else:
@@ -252,4 +338,3 @@ class Acceptor:
                                     pdu.ABORT_UNEXPECTED_PDU)
         if not self._send(pdu.p_data(context_id, dimse.encode_response(request, status, comment))):
             raise pdu.PeerClosed("could not send the response")
-

@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from telerad.logctx import escape
+
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 NO_DATASET = 0x0101
@@ -39,8 +41,19 @@ class Command:
     error_comment: str | None = None
 
 
+_UID_CHARS = frozenset(b"0123456789.")
+
+
 def _text(value: bytes) -> str:
     return value.rstrip(b"\0 ").decode("ascii", "replace")
+
+
+def _uid_value(values: dict[int, bytes], element: int, name: str) -> str:
+    """A UID element of the command set; anything but digits and dots (64 at most) is a CommandError."""
+    raw = values.get(element, b"").rstrip(b"\0 ")
+    if len(raw) > 64 or not _UID_CHARS.issuperset(raw):
+        raise CommandError(f"command set {name} (0000,{element:04X}) is not a valid UID: '{escape(raw)}'")
+    return raw.decode("ascii")
 
 
 def decode_command(data: bytes | bytearray | memoryview) -> Command:
@@ -69,8 +82,8 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
         command_field=us(_COMMAND_FIELD),
         message_id=us(_MESSAGE_ID, us(_RESPONDED_TO, 0)),
         has_dataset=us(_DATASET_TYPE, NO_DATASET) != NO_DATASET,
-        sop_class_uid=_text(values.get(_AFFECTED_SOP_CLASS, b"")),
-        sop_instance_uid=_text(values.get(_AFFECTED_SOP_INSTANCE, b"")),
+        sop_class_uid=_uid_value(values, _AFFECTED_SOP_CLASS, "Affected SOP Class UID"),
+        sop_instance_uid=_uid_value(values, _AFFECTED_SOP_INSTANCE, "Affected SOP Instance UID"),
         priority=us(_PRIORITY, 0),
         status=us(_STATUS, 0) if _STATUS in values else None,
         error_comment=_text(values[_ERROR_COMMENT]) if _ERROR_COMMENT in values else None,

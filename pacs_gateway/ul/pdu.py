@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 A_ASSOCIATE_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ = 0x01, 0x02, 0x03
@@ -37,6 +38,10 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
+class Timeout(Exception):
+    """A peer was silent, or too slow, for longer than a limit allows (the message names which)."""
+
+
 class PduReader:
     """Reads whole PDUs from ``sock`` into one buffer reused across PDUs.
 
@@ -49,23 +54,38 @@ class PduReader:
         self.max_length = max_length
         self._buf = bytearray(max(65536, min(max_length, 1 << 22)))
         self._head = bytearray(6)
+        #: the socket timeout restored after each read (sends rely on it); None leaves it as it is
+        self.send_timeout: float | None = None
 
-    def _fill(self, view: memoryview) -> None:
+    def _fill(self, view: memoryview, deadline: float, what: str) -> None:
         got, n = 0, len(view)
+        sock = self.sock
         while got < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout(what)
+            sock.settimeout(left)
             try:
-                k = self.sock.recv_into(view[got:])
+                k = sock.recv_into(view[got:])
+            except socket.timeout:
+                raise Timeout(what) from None
             except (ConnectionError, OSError) as exc:
-                if isinstance(exc, socket.timeout):
-                    raise
                 raise PeerClosed(str(exc)) from None
             if k == 0:
                 raise PeerClosed("connection closed by the peer")
             got += k
 
-    def read(self) -> tuple[int, memoryview]:
-        """Return ``(pdu_type, body)``; ``body`` is valid until the next ``read``."""
-        self._fill(memoryview(self._head))
+    def read(self, idle_s: float = 3600.0, pdu_s: float = 3600.0) -> tuple[int, memoryview]:
+        """Return ``(pdu_type, body)``; ``body`` is valid until the next ``read``.
+
+        idle_s : the longest wait for the PDU's first byte; pdu_s : the longest time from its
+        first byte to its last. Either passing raises :class:`Timeout`.
+        """
+        head = memoryview(self._head)
+        self._fill(head[:1], time.monotonic() + idle_s, f"no PDU for {idle_s:g} s (idle timeout)")
+        deadline = time.monotonic() + pdu_s
+        slow = f"a PDU did not arrive whole within {pdu_s:g} s (too slow)"
+        self._fill(head[1:], deadline, slow)
         pdu_type, length = _HEADER.unpack(self._head)
         if pdu_type not in KNOWN_TYPES:
             raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}")
@@ -74,7 +94,9 @@ class PduReader:
         if length > len(self._buf):
             self._buf = bytearray(length)
         body = memoryview(self._buf)[:length]
-        self._fill(body)
+        self._fill(body, deadline, slow)
+        if self.send_timeout is not None:
+            self.sock.settimeout(self.send_timeout)
         return pdu_type, body
 
 

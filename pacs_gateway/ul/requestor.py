@@ -92,6 +92,7 @@ class StoreAssociation:
         sock.settimeout(self.timeout)
         self.sock = sock
         self._reader = pdu.PduReader(sock, max(self.max_pdu, 1 << 16) + 65536 if self.max_pdu else 1 << 30)
+        self._reader.send_timeout = self.timeout
         try:
             self._negotiate()
         except BaseException:
@@ -239,8 +240,8 @@ class StoreAssociation:
 
     def _read(self) -> tuple[int, memoryview]:
         try:
-            return self._reader.read()
-        except socket.timeout:
+            return self._reader.read(self.timeout, self.timeout)
+        except (socket.timeout, pdu.Timeout):
             self.abort()
             raise AssociationError(f"no answer from {self.host}:{self.port} within {self.timeout:g} s") from None
         except pdu.PeerClosed as exc:
