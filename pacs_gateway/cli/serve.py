@@ -18,6 +18,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dicom-port", type=int, help="DICOM port (setting dicom.port, default 11112)")
     p.add_argument("--http-port", type=int, help="HTTP port (setting http.port, default 8080)")
     p.add_argument("--ae-title", help="our AE title (setting dicom.ae_title, default TELERAD)")
+    p.add_argument("--dicom-tls-port", type=int, help="DICOM TLS port (setting dicom.tls_port; needs dicom.tls_cert/tls_key)")
     p.add_argument("--accept-any-ae", action="store_true", default=None,
                    help="development only: accept associations from any calling AE title")
     p.add_argument("--load-samples", action="store_true",
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dicom.port": args.dicom_port,
                 "http.port": args.http_port,
                 "dicom.ae_title": args.ae_title,
+                "dicom.tls_port": args.dicom_tls_port,
                 "dicom.accept_any_ae": args.accept_any_ae,
             },
         )
@@ -67,7 +69,21 @@ def _run_http(gateway) -> None:
     s = gateway.settings
     app = create_app(gateway.sessions, ready=lambda: gateway.server is not None,
                      alerts=gateway.stroke.alerts, store_root=gateway.store.root, settings=s, gateway=gateway)
-    config = uvicorn.Config(app, host=s.http.bind, port=s.http.port, log_level="warning", access_log=False, lifespan="off")
+    tls = {}
+    if s.http.tls_cert is not None:
+        import ssl
+
+        for field in ("tls_cert", "tls_key", "tls_ca"):
+            path = getattr(s.http, field)
+            if path is not None and not path.is_file():
+                from telerad.errors import ConfigError
+
+                raise ConfigError(f"setting 'http.{field}': {path} is not a readable file")
+        tls = {"ssl_certfile": str(s.http.tls_cert), "ssl_keyfile": str(s.http.tls_key)}
+        if s.http.tls_ca is not None:
+            tls.update(ssl_ca_certs=str(s.http.tls_ca), ssl_cert_reqs=ssl.CERT_OPTIONAL)
+    config = uvicorn.Config(app, host=s.http.bind, port=s.http.port, log_level="warning", access_log=False,
+                            lifespan="off", **tls)
     server = uvicorn.Server(config)
     server.run()
     if not server.started:
@@ -86,14 +102,19 @@ def _wait_for_signal() -> None:
 
 def _banner(settings) -> None:
     host = "127.0.0.1" if settings.http.bind in ("0.0.0.0", "::") else settings.http.bind
+    scheme = "https" if settings.http.tls_cert is not None else "http"
+    tls_line = ([f"  DICOM TLS: port {settings.dicom.tls_port}"
+                 f"{' (client certificate required)' if settings.dicom.tls_require_client_cert else ''}"]
+                if settings.dicom.tls_port else [])
     data = settings.data_dir
     print(
         "\n".join(
             [
                 "telerad is running.",
                 f"  DICOM:   AE title {settings.dicom.ae_title} on port {settings.dicom.port} (C-STORE, C-ECHO)",
-                f"  Web:     http://{host}:{settings.http.port}/healthz",
-                f"  API:     http://{host}:{settings.http.port}/api/studies",
+                *tls_line,
+                f"  Web:     {scheme}://{host}:{settings.http.port}/healthz",
+                f"  API:     {scheme}://{host}:{settings.http.port}/api/studies",
                 f"  Studies: telerad studies --data-dir {data}",
                 f"  Clinics: telerad clinic list --data-dir {data}",
                 "Press Ctrl+C to stop.",
