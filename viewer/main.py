@@ -12,10 +12,11 @@ from sqlalchemy.orm import sessionmaker
 from telerad import __version__
 from viewer import dicomweb, problems
 from viewer.api import alerts as alerts_api
-from viewer.api import studies, triage
+from viewer.api import reading, studies, triage
 from viewer.auth import routes as auth_routes
 from viewer.auth.deps import open_on_loopback
 from viewer.auth.tokens import TokenSigner
+from viewer.pages import install as install_pages
 
 
 def create_app(sessions: sessionmaker, *, ready=lambda: True, alerts=None, store_root=None, settings=None,
@@ -43,9 +44,8 @@ def create_app(sessions: sessionmaker, *, ready=lambda: True, alerts=None, store
     app.include_router(alerts_api.router)
     app.include_router(triage.router)
     dicomweb.install(app, sessions=sessions, store_root=store_root, gateway=gateway)
-    from viewer.pages import worklist as worklist_page
-
-    app.include_router(worklist_page.router)
+    app.include_router(reading.router)
+    install_pages(app)
 
     @app.get("/healthz", tags=["health"], dependencies=[Depends(open_on_loopback)])
     def healthz():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pytest
@@ -11,7 +12,8 @@ from pacs_gateway.index.db import open_index
 from pacs_gateway.index.models import Clinic, Series, Study
 from telerad.clock import utcnow
 from telerad.settings import Settings
-from viewer.auth import users
+from viewer.auth.passwords import hash_password
+from viewer.models import User, UserClinic
 
 PASSWORD = "correct horse battery"
 ACCOUNTS = {"rad": ("radiologist", []), "rad2": ("radiologist", []), "stroke1": ("stroke", []),
@@ -61,6 +63,20 @@ def add_study(sessions, uid: str, clinic: str | None, kind: str = "ncct_head", p
                      completed_once=True, instance_count=3, last_received_at=now, completed_at=now))
 
 
+@functools.cache
+def _hash() -> str:
+    return hash_password(PASSWORD)  # argon2 is slow on purpose: hash once for every fixture account
+
+
+def add_account(s, name: str, role: str, clinics: list[str]) -> None:
+    now = utcnow()
+    user = User(name=name, role=role, password_hash=_hash(), disabled=False, created_at=now, password_changed_at=now)
+    s.add(user)
+    s.flush()
+    for clinic in clinics:
+        s.add(UserClinic(user_id=user.id, clinic_id=s.query(Clinic.id).filter(Clinic.name == clinic).scalar()))
+
+
 @pytest.fixture
 def env(tmp_path):
     from viewer.main import create_app
@@ -72,7 +88,7 @@ def env(tmp_path):
         s.add(Clinic(name="Clinic B", ae_title="CLINIC_B", created_at=utcnow()))
     with sessions.begin() as s:
         for name, (role, clinics) in ACCOUNTS.items():
-            users.add_user(s, name, role, PASSWORD, clinics)
+            add_account(s, name, role, clinics)
     add_study(sessions, STUDY_A, "Clinic A")
     add_study(sessions, STUDY_B, "Clinic B", patient_id="P1")
     app = create_app(sessions, settings=settings, store_root=settings.store_dir)
