@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: run test install install-dev bench clean
+.PHONY: run test install install-dev bench clean viewer
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: $(VENV)/.installed
+# The prebuilt OHIF Viewer from the npm registry (about 50 MB after pruning) into viewer/ohif_dist/,
+# served at /ohif/. Without npm everything else still works and /ohif/ says how to install it.
+viewer: $(VENV)/.installed
+	$(BIN)/python -m viewer.ohif_fetch || echo "make viewer: the OHIF Viewer is not installed (reason above); the rest of telerad works without it"
+
+run: $(VENV)/.installed viewer
 	$(BIN)/telerad serve --config config/demo.toml --load-samples
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev viewer
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-dev

@@ -18,11 +18,16 @@ router.include_router(stow.router)
 
 
 def install(app, *, sessions, store_root, gateway=None) -> None:
-    """Add the routes and the metadata cache to ``app``; with a running ``gateway`` the cache
-    is precomputed when series complete (its event bus), otherwise built on first request."""
+    """Add the routes, the metadata cache and the OHIF Viewer that reads them (``/ohif/``) to ``app``.
+
+    With a running ``gateway`` the metadata is precomputed when series complete (its event
+    bus), otherwise built on the first request.
+    """
     from pacs_gateway.metadata import MetadataCache
+    from viewer import ohif
 
     app.include_router(router)
+    ohif.install(app)
     app.state.metadata = None
     if store_root is not None:
         cache = MetadataCache(store_root, sessions)

@@ -1,0 +1,138 @@
+"""Fetch the prebuilt OHIF Viewer from the npm registry into ``viewer/ohif_dist/`` (``make viewer``).
+
+``npm pack @ohif/app@VERSION`` downloads the package (about 50 MB); only its built
+``dist/`` is kept, without the ONNX runtime (``dist/ort``, about 150 MB, for AI tools we
+do not offer), the microscopy viewer and source maps (about 49 MB remain). The build
+expects to live at ``/``; it is rebased on :data:`PREFIX` (``window.PUBLIC_URL``, the
+links in ``index.html`` and webpack's public path in the bundles). ``app-config.js`` is
+not taken from the package: :mod:`viewer.ohif` serves one that points at ``/dicomweb``.
+
+Run ``python -m viewer.ohif_fetch [--force]``; it exits 1 with the reason when npm is
+missing or the download fails, and leaves any earlier copy in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+OHIF_PACKAGE = "@ohif/app"
+OHIF_VERSION = "3.13.2"
+DIST = Path(__file__).with_name("ohif_dist")
+PREFIX = "/ohif/"
+MARKER = ".telerad-ohif-version"
+PRUNE_DIRS = ("ort/", "dicom-microscopy-viewer/")
+PRUNE_FILES = ("app-config.js", "_redirects", "_headers", "serve.json", "google.js")
+PUBLIC_PATH = b'__webpack_require__.p = "/";'
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def installed(dest: Path = DIST) -> str | None:
+    """The OHIF version installed at ``dest``, or None."""
+    try:
+        if (dest / "index.html").is_file():
+            return (dest / MARKER).read_text().strip() or None
+    except OSError:
+        pass
+    return None
+
+
+def _keep(name: str) -> str | None:
+    """The path under dist/ of a tarball member to keep, or None."""
+    if not name.startswith("package/dist/"):
+        return None
+    rel = name[len("package/dist/"):]
+    if not rel or rel.endswith(".map") or rel.startswith(PRUNE_DIRS) or rel in PRUNE_FILES:
+        return None
+    if ".." in Path(rel).parts or rel.startswith("/"):
+        return None
+    return rel
+
+
+def _rebase(root: Path) -> None:
+    """Move the build from ``/`` to :data:`PREFIX`."""
+    index = root / "index.html"
+    html = index.read_text(encoding="utf-8")
+    html = html.replace('window.PUBLIC_URL="/"', f'window.PUBLIC_URL="{PREFIX}"')
+    html = html.replace('href="/', f'href="{PREFIX}').replace('src="/', f'src="{PREFIX}')
+    index.write_text(html, encoding="utf-8")
+    patched = 0
+    for js in root.glob("*.js"):
+        data = js.read_bytes()
+        if PUBLIC_PATH in data:
+            js.write_bytes(data.replace(PUBLIC_PATH, f'__webpack_require__.p = "{PREFIX}";'.encode()))
+            patched += 1
+    for css in root.glob("*.css"):
+        text = css.read_text(encoding="utf-8")
+        if "url(/" in text:
+            css.write_text(text.replace("url(/", f"url({PREFIX}"), encoding="utf-8")
+    if not patched:
+        raise FetchError(f"no bundle of {OHIF_PACKAGE}@{OHIF_VERSION} sets webpack's public path; cannot serve it at {PREFIX}")
+
+
+def fetch(dest: Path = DIST, *, version: str = OHIF_VERSION, force: bool = False, npm: str = "npm") -> Path:
+    """Download, prune and rebase OHIF into ``dest`` (atomically replacing an older copy)."""
+    if not force and installed(dest) == version:
+        return dest
+    if shutil.which(npm) is None:
+        raise FetchError("npm is not installed; install Node.js and npm (Debian: apt-get install npm), then run 'make viewer'")
+    with tempfile.TemporaryDirectory(prefix="ohif-") as tmp:
+        try:
+            out = subprocess.run([npm, "pack", f"{OHIF_PACKAGE}@{version}", "--silent"], cwd=tmp, capture_output=True,
+                                 text=True, timeout=600, env={**os.environ, "npm_config_update_notifier": "false"})
+        except subprocess.TimeoutExpired:
+            raise FetchError(f"npm pack {OHIF_PACKAGE}@{version} took more than 600 s") from None
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if out.returncode != 0 or not tarballs:
+            raise FetchError(f"npm pack {OHIF_PACKAGE}@{version} failed: {(out.stderr or out.stdout).strip()[-500:]}")
+        staging = dest.with_name(dest.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        with tarfile.open(tarballs[0], "r:gz") as tar:
+            for member in tar.getmembers():
+                rel = _keep(member.name)
+                if rel is None or not member.isfile():
+                    continue
+                target = staging / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    if not (staging / "index.html").is_file():
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FetchError(f"{OHIF_PACKAGE}@{version} has no dist/index.html; is it a prebuilt package?")
+    _rebase(staging)
+    (staging / MARKER).write_text(version + "\n")
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m viewer.ohif_fetch", description="Fetch the OHIF Viewer from npm.")
+    p.add_argument("--force", action="store_true", help="download again even when this version is installed")
+    p.add_argument("--dest", type=Path, default=DIST, help=f"where to put it (default {DIST})")
+    args = p.parse_args(argv)
+    try:
+        path = fetch(args.dest, force=args.force)
+    except FetchError as exc:
+        print(f"make viewer: {exc}", file=sys.stderr)
+        return 1
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    print(f"OHIF Viewer {installed(path)} in {path} ({size / 1e6:.0f} MB), served at {PREFIX}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
