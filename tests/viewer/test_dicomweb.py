@@ -242,3 +242,19 @@ def test_access_by_role_and_clinic(tw):
     assert r.status_code == 403
     r = httpx.post(url + "/studies", content=body, headers={**tw.auth("stroke1"), "content-type": ctype})
     assert r.status_code == 403
+
+
+def test_viewing_retrieving_and_uploading_are_audited(tw):
+    from sqlalchemy import select
+
+    from viewer.models import AuditEntry
+
+    c = tw.client("stroke1")
+    c.retrieve_series_metadata(STUDY_B, tw.series["b"])
+    c.retrieve_series_metadata(STUDY_B, tw.series["b"])  # once per user and study in a while, not per request
+    with tw.gateway.sessions() as s:
+        rows = s.execute(select(AuditEntry).where(AuditEntry.user == "stroke1")).scalars().all()
+        uploads = s.execute(select(AuditEntry).where(AuditEntry.action == "study.upload")).scalars().all()
+    views = [(r.action, r.target) for r in rows if r.action == "study.view"]
+    assert views == [("study.view", STUDY_B)]
+    assert uploads and all(u.user in ("tech-a", "rad") for u in uploads)

@@ -196,3 +196,28 @@ def split_multipart(body: bytes, content_type: str) -> list[tuple[dict, bytes]]:
     else:
         raise Problem(400, "Invalid upload", "the multipart body has no closing delimiter (it was cut short?)")
     return parts
+
+
+# ----------------------------------------------------------------------------- audit
+AUDIT_EVERY_S = 600.0
+_audited: dict[tuple[str, str, str], float] = {}
+
+
+def audit(request: Request, user, action: str, study_uid: str, detail: str) -> None:
+    """Write ``action`` on ``study_uid`` to the audit log, at most once per user, action and study
+    every :data:`AUDIT_EVERY_S` (a viewer fetches a study's metadata and frames in many requests)."""
+    import time
+
+    from viewer.auth import audit as audit_log
+
+    key = (user.name, action, study_uid)
+    now = time.monotonic()
+    if now - _audited.get(key, -AUDIT_EVERY_S) < AUDIT_EVERY_S:
+        return
+    _audited[key] = now
+    if len(_audited) > 10000:
+        for k, t in list(_audited.items()):
+            if now - t >= AUDIT_EVERY_S:
+                del _audited[k]
+    client = request.client.host if request.client else None
+    audit_log.record(request.app.state.sessions, user, action, study_uid, detail, client)

@@ -189,6 +189,13 @@ async def _stow(request: Request, user, study_uid: str | None):
         for path, _ in staged:
             if os.path.exists(path):
                 os.unlink(path)
+    from viewer.auth import audit as audit_log
+
+    for uid in sorted({h.study_uid for h, r in stored if r.ok}):
+        n = sum(1 for h, r in stored if r.ok and h.study_uid == uid)
+        await run_in_threadpool(audit_log.record, request.app.state.sessions, user, "study.upload", uid,
+                                f"STOW-RS, {n} instance(s)" + (f" as clinic {clinic.name}" if clinic else ""),
+                                request.client.host if request.client else None)
     return _response(request, stored, study_uid)
 
 

@@ -19,8 +19,8 @@ from pydicom.uid import UID
 
 from pacs_gateway.metadata import BASE_TOKEN
 from viewer.dicomweb import pixels
-from viewer.dicomweb.common import (DICOM_JSON, EXPLICIT_LE, UNCOMPRESSED, Multipart, check_study, dicomweb_base,
-                                    instances, not_acceptable, parse_accept, store_root)
+from viewer.dicomweb.common import (DICOM_JSON, EXPLICIT_LE, UNCOMPRESSED, Multipart, audit, check_study,
+                                    dicomweb_base, instances, not_acceptable, parse_accept, store_root)
 from viewer.dicomweb.deps import ReaderDep
 from viewer.problems import Problem
 
@@ -62,6 +62,7 @@ def _json_response(body: bytes) -> Response:
 def study_metadata(study_uid: str, request: Request, reader: ReaderDep):
     session, user = reader
     study = check_study(session, user, study_uid)
+    audit(request, user, "study.view", study_uid, "dicomweb metadata")
     series = dict.fromkeys(i.series_uid for i in instances(session, store_root(request), study))
     parts = [_series_json(request, uid).strip() for uid in series]
     return _json_response(b"[" + b",".join(p[1:-1] for p in parts if len(p) > 2) + b"]")
@@ -72,6 +73,7 @@ def series_metadata(study_uid: str, series_uid: str, request: Request, reader: R
     session, user = reader
     study = check_study(session, user, study_uid)
     instances(session, store_root(request), study, series_uid)  # 404 when the series is not in this study
+    audit(request, user, "study.view", study_uid, "dicomweb metadata")
     return _json_response(_series_json(request, series_uid))
 
 
@@ -122,6 +124,7 @@ def _retrieve(request: Request, reader, study_uid: str, series_uid=None, sop_uid
     found = instances(session, store_root(request), study, series_uid, sop_uid)
     accept = request.headers.get("accept")
     mode, wanted = _instance_syntax(accept)
+    audit(request, user, "study.retrieve", study_uid, "dicomweb instances")
     if mode == "single":
         if len(found) != 1:
             raise not_acceptable(f"{len(found)} instances", accept, 'multipart/related; type="application/dicom"')
