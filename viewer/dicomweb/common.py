@@ -78,6 +78,24 @@ def instances(session, store_root: Path, study: Study, series_uid: str | None = 
     return [o[-1] for o in sorted(out, key=lambda o: o[:4])]
 
 
+def locate(session, user, root: Path, study_uid: str, series_uid: str, sop_uid: str) -> StoredInstance:
+    """One instance in one query (the frame path): 404 when not in that series and study, 403 for another clinic."""
+    from viewer.auth import require_clinic
+
+    row = session.execute(
+        select(Instance.sop_class_uid, Instance.transfer_syntax, Instance.path, Series.series_uid, Study.study_uid,
+               Clinic.name)
+        .join(Series, Series.id == Instance.series_id).join(Study, Study.id == Series.study_id)
+        .outerjoin(Clinic, Clinic.id == Study.clinic_id).where(Instance.sop_uid == sop_uid)
+    ).first()
+    if row is None or row.study_uid != study_uid or row.series_uid != series_uid:
+        check_study(session, user, study_uid)  # the study's own 404/403 first
+        raise Problem(404, "Not found", f"study '{study_uid}' has no instance '{sop_uid}' in series '{series_uid}'")
+    if user is not None:
+        require_clinic(user, row.name, f"study '{study_uid}'")
+    return StoredInstance(sop_uid, series_uid, row.sop_class_uid, row.transfer_syntax, Path(root) / row.path, None)
+
+
 def store_root(request: Request) -> Path:
     root = getattr(request.app.state, "store_root", None)
     if root is None:

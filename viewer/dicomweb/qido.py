@@ -204,23 +204,25 @@ def _dataset(pairs: dict) -> dict:
 
 def _includes(extra: set[str], defaults: list[str], known: dict) -> list[str]:
     """Keywords to fill from the precomputed metadata (not in ``known``)."""
-    wanted = set(defaults) if "all" not in extra else set(defaults)
-    wanted |= {k for k in extra if k != "all"}
+    wanted = set(defaults) | {k for k in extra if k != "all"}  # "all": the defaults of the level
     return [k for k in wanted if k not in known]
 
 
-def _from_metadata(request: Request, series_uid: str, keywords: list[str], *, sop_uid: str | None = None) -> dict:
-    """Elements of the series' precomputed metadata (first instance, or ``sop_uid``), by keyword."""
+def _from_metadata(request: Request, series_uid: str, keywords: list[str], *, sop_uid: str | None = None,
+                   memo: dict | None = None) -> dict:
+    """Elements of the series' precomputed metadata (first instance, or ``sop_uid``), by keyword.
+
+    ``memo``: a dict kept for one request, so a series' metadata is looked up once, not per instance.
+    """
     cache = getattr(request.app.state, "metadata", None)
     if cache is None or not keywords:
         return {}
-    items = cache.items(series_uid)
-    item = items[0] if items else {}
-    if sop_uid is not None:
-        for it in items:
-            if it.get("00080018", {}).get("Value", [None])[0] == sop_uid:
-                item = it
-                break
+    memo = {} if memo is None else memo
+    if series_uid not in memo:
+        items = cache.items(series_uid)
+        memo[series_uid] = (items, {it.get("00080018", {}).get("Value", [None])[0]: it for it in items})
+    items, by_sop = memo[series_uid]
+    item = by_sop.get(sop_uid, {}) if sop_uid is not None else (items[0] if items else {})
     out = {}
     for kw in keywords:
         tag = tag_for_keyword(kw)
@@ -358,7 +360,7 @@ def _search_instances(request: Request, reader, study_uid: str | None, series_ui
             continue
         picked.append((se, st, inst, n))
     picked.sort(key=lambda r: (r[1].id, r[0].series_number or 0, r[0].id, _num(r[3]), r[2].id))
-    out = []
+    out, memo = [], {}
     for se, st, inst, n in picked[offset:offset + limit]:
         pairs = {"SOPInstanceUID": inst.sop_uid, "SOPClassUID": inst.sop_class_uid, "InstanceNumber": n,
                  **_series_pairs(se, st, study_uid is None)}
@@ -367,7 +369,7 @@ def _search_instances(request: Request, reader, study_uid: str | None, series_ui
                 pairs.pop(k, None)
         item = _dataset(pairs)
         missing = _includes(includes, INSTANCE_DEFAULT, pairs)
-        item.update(_from_metadata(request, se.series_uid, missing, sop_uid=inst.sop_uid))
+        item.update(_from_metadata(request, se.series_uid, missing, sop_uid=inst.sop_uid, memo=memo))
         out.append(dict(sorted(item.items())))
     return _reply(out)
 

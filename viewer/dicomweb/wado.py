@@ -20,7 +20,7 @@ from pydicom.uid import UID
 from pacs_gateway.metadata import BASE_TOKEN
 from viewer.dicomweb import pixels
 from viewer.dicomweb.common import (DICOM_JSON, EXPLICIT_LE, UNCOMPRESSED, Multipart, audit, check_study,
-                                    dicomweb_base, instances, not_acceptable, parse_accept, store_root)
+                                    dicomweb_base, instances, locate, not_acceptable, parse_accept, store_root)
 from viewer.dicomweb.deps import ReaderDep
 from viewer.problems import Problem
 
@@ -201,8 +201,7 @@ def _frames_response(parts: list[bytes], content_type: str, multipart: bool):
 def retrieve_frames(study_uid: str, series_uid: str, sop_uid: str, frames: str, request: Request, reader: ReaderDep):
     session, user = reader
     numbers = frame_numbers(frames)
-    study = check_study(session, user, study_uid)
-    inst = instances(session, store_root(request), study, series_uid, sop_uid)[0]
+    inst = locate(session, user, store_root(request), study_uid, series_uid, sop_uid)
     lay = pixels.layout(inst.path)
     as_stored, multipart = _frame_syntax(request.headers.get("accept"), lay.transfer_syntax)
     if as_stored:
@@ -222,8 +221,7 @@ def retrieve_bulkdata(study_uid: str, series_uid: str, sop_uid: str, tag: str, r
         tag_int = int(tag, 16)
     except ValueError:
         raise Problem(400, "Invalid bulk data reference", f"'{tag}' is not a tag (8 hex digits, e.g. 7FE00010)") from None
-    study = check_study(session, user, study_uid)
-    inst = instances(session, store_root(request), study, series_uid, sop_uid)[0]
+    inst = locate(session, user, store_root(request), study_uid, series_uid, sop_uid)
     accept = request.headers.get("accept")
     multipart = not any(m.type == "application/octet-stream" for m in parse_accept(accept))
     if tag_int == 0x7FE00010:
