@@ -3,8 +3,13 @@
 # telerad: DICOM gateway + CT-perfusion stroke triage, as a CPU-only image.
 #
 #   docker build -t telerad .
-#   docker run -p 11112:11112 -p 8080:8080 -v telerad-data:/var/lib/telerad telerad
+#   docker run -p 11112:11112 -p 8080:8080 -v telerad-data:/var/lib/telerad \
+#              -e TELERAD_SECRET_KEY="$(openssl rand -base64 48)" telerad
 #
+# The image runs in production mode: it refuses to start without a private secret_key
+# (TELERAD_SECRET_KEY or secret_key in the config) and with dicom.accept_any_ae. Secrets kept in
+# the index are sealed with a key derived from it (or TELERAD_SECRETS_KEY, a Fernet key): keep it
+# stable across restarts and upgrades.
 # Settings come from /etc/telerad/telerad.toml (mount your own) and TELERAD_* environment
 # variables (nested with "__", e.g. TELERAD_DICOM__AE_TITLE). torch is an optional extra
 # (telerad[torch]) and is deliberately NOT installed: the numpy backend is used.
@@ -62,6 +67,7 @@ COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    TELERAD_ENVIRONMENT=production \
     TELERAD_CONFIG=/etc/telerad/telerad.toml \
     TELERAD_DATA_DIR=/var/lib/telerad \
     TELERAD_DICOM__BIND=0.0.0.0 \

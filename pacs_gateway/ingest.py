@@ -35,6 +35,7 @@ from pacs_gateway.errors import IndexError_, StoreError
 from pacs_gateway.index.models import Instance, InstanceVersion, Series, Study
 from pacs_gateway.store import ObjectStore, discard
 from telerad.clock import as_utc  # noqa: F401  (re-exported)
+from telerad.logctx import escape, phi
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,8 @@ class IndexWriter:
                     last_received_at=item.received_at,
                 )
             ).inserted_primary_key[0]
+            log.info("new study %s from '%s': patient %s / %s, accession %s", uid, escape(item.calling_ae),
+                     phi(v.get("PatientID", "")), phi(v.get("PatientName", "")), phi(v.get("AccessionNumber", "")))
         self._studies[uid] = sid
         return sid
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from pacs_gateway.classify import HEADER_KEYWORDS, classify_study
@@ -16,9 +17,19 @@ from pacs_gateway.routing.router import Router
 from pacs_gateway.scp.ae import start_server
 from pacs_gateway.scp.handlers import Activity
 from pacs_gateway.store import ObjectStore
+from telerad.logctx import set_log_phi
 from telerad.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _private_dir(path: Path) -> None:
+    """The data and store folders are 0750: the service's user and group (e.g. backup), nobody else."""
+    try:
+        if path.stat().st_mode & 0o007:
+            os.chmod(path, path.stat().st_mode & 0o770 & ~0o020)
+    except OSError as exc:
+        log.warning("cannot restrict the permissions of %s: %s", path, exc.strerror or exc)
 
 
 class Gateway:
@@ -26,8 +37,11 @@ class Gateway:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        set_log_phi(settings.log_phi)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(settings.data_dir)
         self.store = ObjectStore(settings.store_dir)
+        _private_dir(self.store.root)
         self.store.clean_tmp()
         self.engine, self.sessions = open_index(settings.database_url)
         self.bus = EventBus(self.sessions)

@@ -97,7 +97,7 @@ class AlertService:
                     log.error("alert %d: cannot e-mail %s: setting 'alerts.smtp.host' is not set", alert.id, c.name)
                     continue
                 s.add(AlertDelivery(alert_id=alert.id, tier=tier, contact=c.name, channel=channel, target=target,
-                                    secret=c.webhook_secret if channel == "webhook" else None,
+                                    secret=None,  # looked up in the roster when sending, never copied here
                                     message_id=message_id(alert.key, tier, c.name, channel), state="pending",
                                     attempts=0, created_at=now, next_attempt_at=now))
                 n += 1

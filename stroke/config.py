@@ -24,8 +24,14 @@ class _Model(BaseModel):
 
 
 def check_webhook_secret(value: str) -> str:
-    """A Standard Webhooks secret: ``whsec_`` followed by base64 of at least 16 bytes."""
+    """A Standard Webhooks secret: ``whsec_`` followed by base64 of at least 16 bytes, or ``env:NAME``
+    (the secret is then read from that environment variable when a webhook is sent)."""
     value = value.strip()
+    if value.startswith("env:"):
+        from telerad.secretbox import check_env_reference
+
+        check_env_reference(value)
+        return value
     if not value.startswith("whsec_"):
         raise ValueError("a webhook secret must start with 'whsec_' (Standard Webhooks)")
     try:
@@ -111,16 +117,21 @@ class SmtpSettings(_Model):
     host: str | None = None  # None: no e-mail channel
     port: int = Field(default=25, ge=1, le=65535)
     username: str | None = None
-    password: str | None = None
+    password: str | None = None  # or "env:NAME": read from that environment variable when sending
     sender: str = "telerad@localhost"
     starttls: bool = False
     ssl: bool = False
+    allow_login_without_tls: bool = False  # only for a relay on a trusted host: the password travels in clear
     timeout_s: float = Field(default=20.0, gt=0)
 
     @model_validator(mode="after")
     def _tls(self) -> "SmtpSettings":
         if self.starttls and self.ssl:
             raise ValueError("choose starttls or ssl, not both")
+        if self.password is not None and self.password.startswith("env:"):
+            from telerad.secretbox import check_env_reference
+
+            check_env_reference(self.password)
         return self
 
 

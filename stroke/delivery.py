@@ -23,6 +23,7 @@ from pacs_gateway.index.models import Alert, AlertDelivery, TriageRun
 from stroke.alerts import AlertService, utcnow
 from stroke.channels import ChannelError, send_email, send_webhook
 from stroke.config import AlertSettings
+from telerad.secretbox import SecretError
 
 log = logging.getLogger(__name__)
 LEASE_S = 120.0
@@ -74,6 +75,8 @@ class AlertWorker:
         with self.sessions.begin() as s:
             n = s.execute(update(AlertDelivery).where(AlertDelivery.state == "sending")
                           .values(state="pending", lease_until=None, next_attempt_at=utcnow())).rowcount
+            # older versions copied the webhook secret into each delivery row: scrub those copies
+            s.execute(update(AlertDelivery).where(AlertDelivery.secret.is_not(None)).values(secret=None))
         if n:
             log.info("%d alert send(s) interrupted by a restart are due again", n)
         return n
@@ -111,7 +114,8 @@ class AlertWorker:
             alert = s.get(Alert, d.alert_id)
         try:
             if d.channel == "webhook":
-                detail = send_webhook(d.target, d.secret or "", d.message_id, webhook_body(alert, d.tier, self.settings.public_url),
+                secret = self._webhook_secret(d.contact)
+                detail = send_webhook(d.target, secret, d.message_id, webhook_body(alert, d.tier, self.settings.public_url),
                                       timeout_s=self.settings.send_timeout_s)
             else:
                 detail = self._email(alert, d.target)
@@ -127,6 +131,17 @@ class AlertWorker:
                 state="delivered", attempts=d.attempts + 1, delivered_at=utcnow(), lease_until=None, last_error=None))
         self.service.mark_sent(alert.id, d.tier, f"{d.channel} to {d.contact}: {detail}")
         log.info("alert %d: %s to %s delivered (%s)", alert.id, d.channel, d.contact, detail)
+
+    def _webhook_secret(self, contact: str) -> str:
+        """The contact's secret from the roster (decrypted now; never stored in the delivery row)."""
+        try:
+            secret = self.service.roster.webhook_secret(contact)
+        except SecretError as exc:
+            raise ChannelError(str(exc), permanent=True) from None
+        if not secret:
+            raise ChannelError(f"contact '{contact}' has no webhook secret any more (changed or removed from the "
+                               "roster since the alert was raised)", permanent=True)
+        return secret
 
     def _failed(self, d: AlertDelivery, error: str, permanent: bool) -> None:
         attempts = d.attempts + 1

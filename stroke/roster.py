@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from pacs_gateway.index.models import OncallContact
 from stroke.config import OncallContactConfig
 from telerad.errors import TeleradError
+from telerad.secretbox import ENV_PREFIX, PREFIX, SecretError, seal, unseal
 
 
 class RosterError(TeleradError, ValueError):
@@ -47,7 +48,20 @@ class Contact:
 
 
 def _contact(row: OncallContact) -> Contact:
+    """The contact as stored: ``webhook_secret`` stays sealed (``enc:v1:...`` or ``env:NAME``)."""
     return Contact(row.name, row.tier, row.email, row.webhook_url, row.webhook_secret, row.source)
+
+
+def _same_secret(stored: str | None, value: str | None) -> bool:
+    """Whether the stored (sealed) secret already holds ``value``; plaintext rows never count as the same."""
+    if stored is None or value is None or value.startswith(ENV_PREFIX):
+        return stored == value
+    if not stored.startswith(PREFIX):
+        return False
+    try:
+        return unseal(stored) == value
+    except SecretError:
+        return False
 
 
 def _now() -> datetime:
@@ -74,7 +88,9 @@ class Roster:
                 if row is None:
                     row = OncallContact(name=c.name, created_at=_now())
                     s.add(row)
-                row.tier, row.email, row.webhook_url, row.webhook_secret = c.tier, c.email, c.webhook, c.webhook_secret
+                if not _same_secret(row.webhook_secret, c.webhook_secret):
+                    row.webhook_secret = seal(c.webhook_secret)  # unchanged secrets keep their stored form
+                row.tier, row.email, row.webhook_url = c.tier, c.email, c.webhook
                 row.source = "config"
             s.execute(delete(OncallContact).where(OncallContact.source == "config", OncallContact.name.not_in(names)))
 
@@ -82,7 +98,7 @@ class Roster:
         try:
             with self._sessions.begin() as s:
                 row = OncallContact(name=contact.name, tier=contact.tier, email=contact.email,
-                                    webhook_url=contact.webhook, webhook_secret=contact.webhook_secret,
+                                    webhook_url=contact.webhook, webhook_secret=seal(contact.webhook_secret),
                                     source="cli", created_at=_now())
                 s.add(row)
                 s.flush()
@@ -100,6 +116,16 @@ class Roster:
         with self._sessions() as s:
             rows = s.execute(select(OncallContact).order_by(OncallContact.tier, OncallContact.name)).scalars()
             return [_contact(r) for r in rows]
+
+    def webhook_secret(self, name: str) -> str | None:
+        """The usable webhook secret of contact ``name`` (decrypted, or read from its env: variable).
+
+        Deliveries look it up here when they send; it is never copied into a delivery row.
+        Raises :class:`~telerad.secretbox.SecretError` when it cannot be decrypted or resolved.
+        """
+        with self._sessions() as s:
+            stored = s.execute(select(OncallContact.webhook_secret).where(OncallContact.name == name)).scalar_one_or_none()
+        return unseal(stored, f"webhook secret of contact '{name}'")
 
     def tier(self, tier: int) -> list[Contact]:
         return [c for c in self.list() if c.tier == tier]

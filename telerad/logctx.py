@@ -32,3 +32,18 @@ def escape(value, limit: int = 80) -> str:
     else:
         text = ascii(str(value)[: limit * 4])[1:-1]
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_log_phi = False
+HIDDEN = "[hidden: log_phi is off]"
+
+
+def set_log_phi(enabled: bool) -> None:
+    """Whether patient-identifying values may be written to the log (setting ``log_phi``; default no)."""
+    global _log_phi
+    _log_phi = bool(enabled)
+
+
+def phi(value) -> str:
+    """``value`` (escaped) when ``log_phi`` is on, else a placeholder: use for names, IDs, accession numbers."""
+    return escape(value, 120) if _log_phi else HIDDEN

@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("var")
     secret_key: str = DEFAULT_SECRET
+    secrets_key: str | None = None  # Fernet key for secrets stored in the index; default: derived from secret_key
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_phi: bool = False
     dicom: DicomSettings = DicomSettings()
@@ -222,7 +223,11 @@ def load_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
         settings = _FileSettings(**_nest(clean))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
-    return Settings.model_construct(**{k: getattr(settings, k) for k in Settings.model_fields})
+    built = Settings.model_construct(**{k: getattr(settings, k) for k in Settings.model_fields})
+    from telerad import secretbox
+
+    secretbox.install(built)  # secrets in the index are sealed with this configuration's key
+    return built
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:

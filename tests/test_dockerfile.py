@@ -132,6 +132,26 @@ def test_runs_as_non_root_with_data_volume(stages):
     assert "useradd" in creates_user and "chown telerad" in creates_user
 
 
+def test_runs_in_production_mode_without_a_baked_in_secret(stages):
+    env = " ".join(args for _, args in stages[-1].find("ENV"))
+    assert re.search(r"TELERAD_ENVIRONMENT=production\b", env)
+    text = DOCKERFILE.read_text()
+    assert "TELERAD_SECRET_KEY=" not in env and "TELERAD_SECRETS_KEY=" not in env
+    assert "ENV TELERAD_SECRET_KEY" not in text and "ARG TELERAD_SECRET_KEY" not in text
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key(tmp_path, monkeypatch):
+    from telerad.errors import ConfigError
+    from telerad.settings import load_settings
+
+    monkeypatch.setenv("TELERAD_ENVIRONMENT", "production")
+    monkeypatch.delenv("TELERAD_SECRET_KEY", raising=False)
+    with pytest.raises(ConfigError, match="secret_key"):
+        load_settings(None, data_dir=str(tmp_path))
+    monkeypatch.setenv("TELERAD_SECRET_KEY", "a-private-value-" + "x" * 32)
+    assert load_settings(None, data_dir=str(tmp_path)).environment == "production"
+
+
 def test_exposes_dicom_and_http_ports(stages):
     exposed = {p.split("/")[0] for _, args in stages[-1].find("EXPOSE") for p in args.split()}
     assert {"11112", "8080"} <= exposed

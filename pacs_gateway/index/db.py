@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,7 @@ def migrate(engine: Engine) -> None:
 
 def open_index(url: str) -> tuple[Engine, sessionmaker]:
     """Create the engine, migrate, and return ``(engine, sessionmaker)``."""
+    protect_sqlite_file(url)
     try:
         engine = make_engine(url)
         with engine.connect():
@@ -74,6 +76,24 @@ def open_index(url: str) -> tuple[Engine, sessionmaker]:
         raise IndexError_(f"cannot open the index database '{_redact(url)}': {getattr(exc, 'orig', exc)}") from None
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+def protect_sqlite_file(url: str) -> None:
+    """A SQLite index file (and its -wal/-shm, which SQLite creates with the same mode) is 0600.
+
+    The index holds patient names and sealed secrets: readable by the service's user only,
+    whatever the umask. Created empty here (a valid empty database) so it is never briefly 0644.
+    """
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return
+    path = url[len("sqlite:///"):]
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        for p in (path, path + "-wal", path + "-shm"):
+            if os.path.exists(p):
+                os.chmod(p, 0o600)
+    except OSError:
+        pass  # the engine reports a path it cannot open, naming it
 
 
 @contextmanager

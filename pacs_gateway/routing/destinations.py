@@ -19,6 +19,7 @@ from sqlalchemy.orm import sessionmaker
 from pacs_gateway.errors import GatewayError
 from pacs_gateway.index.models import Delivery, Destination
 from pacs_gateway.routing.config import DestinationConfig
+from telerad.secretbox import SecretError, seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,32 @@ class DestinationInfo:
         return str(c.url)
 
 
+def stored_config(config: DestinationConfig) -> dict:
+    """The JSON kept in the ``destinations`` table: the auth header's value sealed (``enc:v1:`` or ``env:``)."""
+    data = config.model_dump(mode="json")
+    if config.auth_header:
+        name, value = config.auth_header.split(":", 1)
+        data["auth_header"] = f"{name}: {seal(value.strip())}"
+    return data
+
+
+def loaded_config(data: dict, name: str = "?") -> DestinationConfig:
+    """The usable config from a stored row (auth header decrypted, or read from its env: variable).
+
+    A header that cannot be opened stays sealed; the STOW-RS sender then refuses to send with it.
+    """
+    header = data.get("auth_header")
+    if header:
+        hname, value = header.split(":", 1)
+        try:
+            data = {**data, "auth_header": f"{hname}: {unseal(value.strip(), f'destination {name!r} auth_header')}"}
+        except SecretError as exc:
+            log.error("%s", exc)
+    return DestinationConfig(**data)
+
+
 def _info(row: Destination) -> DestinationInfo:
-    return DestinationInfo(row.id, row.name, row.kind, bool(row.is_default), row.source, DestinationConfig(**row.config))
+    return DestinationInfo(row.id, row.name, row.kind, bool(row.is_default), row.source, loaded_config(row.config, row.name))
 
 
 def _now() -> datetime:
@@ -57,7 +82,7 @@ def _now() -> datetime:
 def load_all(conn: Connection) -> list[DestinationInfo]:
     """Every destination, read on ``conn`` (so routing sees its own transaction's view)."""
     return [
-        DestinationInfo(r["id"], r["name"], r["kind"], bool(r["is_default"]), r["source"], DestinationConfig(**r["config"]))
+        DestinationInfo(r["id"], r["name"], r["kind"], bool(r["is_default"]), r["source"], loaded_config(r["config"], r["name"]))
         for r in conn.execute(select(Destination.__table__).order_by(Destination.name)).mappings()
     ]
 
@@ -76,7 +101,7 @@ class DestinationRegistry:
         with self._sessions.begin() as s:
             for d in destinations:
                 row = s.execute(select(Destination).where(Destination.name == d.name)).scalar_one_or_none()
-                data = d.model_dump(mode="json")
+                data = stored_config(d)
                 if row is None:
                     s.add(Destination(name=d.name, kind=d.kind, is_default=d.default, config=data, source="config", created_at=_now()))
                 else:
@@ -99,7 +124,7 @@ class DestinationRegistry:
             with self._sessions.begin() as s:
                 row = Destination(
                     name=config.name, kind=config.kind, is_default=config.default,
-                    config=config.model_dump(mode="json"), source="cli", created_at=_now(),
+                    config=stored_config(config), source="cli", created_at=_now(),
                 )  # fmt: skip
                 s.add(row)
                 s.flush()

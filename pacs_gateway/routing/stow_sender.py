@@ -106,6 +106,11 @@ class StowSender:
                 missing.append(Outcome(it.key, False, True, f"the stored file {it.path} is missing"))
         if not readable:
             return missing
+        header = self.dest.config.auth_header
+        if header and header.split(":", 1)[1].strip().startswith(("enc:v1:", "env:")):
+            why = (f"destination '{self.dest.name}': its auth_header cannot be decrypted or its environment "
+                   "variable is not set (see the log); not sent")
+            return missing + [Outcome(it.key, False, True, why) for it, _ in readable]
         length = len(head) + len(tail) + len(sep) * (len(readable) - 1) + sum(n for _, n in readable)
         try:
             c = self.conn
