@@ -14,7 +14,7 @@ stream show. Keys: ``type`` (``stroke.triage``, ``stroke.incoming``,
 ``stroke.triage_failed``), ``study_instance_uid``, ``series_instance_uid``, ``clinic``,
 ``result`` (the ``telerad analyze --json`` object, or null for a pre-alert),
 ``message``, ``algorithm``, ``quality_warnings``, ``automated_result`` and
-``disclaimer``, ``links`` (``study`` page, ``summary_png``; ``ack`` is added per send)
+``disclaimer``, ``links`` (``study`` page, ``study_api`` JSON, ``summary_png``; ``ack`` is added per send)
 and ``created_at``. The sender adds ``alert_id`` and ``tier``.
 """
 
@@ -114,6 +114,11 @@ def message(alert_type: str, result: dict | None, *, clinic: str | None, series:
 
 # ----------------------------------------------------------------------------- the alert body
 def study_url(public_url: str, study_uid: str) -> str:
+    """The study's HTML page in the reading room (the JSON is ``links.study_api``)."""
+    return f"{public_url}/studies/{quote(study_uid)}"
+
+
+def study_api_url(public_url: str, study_uid: str) -> str:
     return f"{public_url}/api/studies/{quote(study_uid)}"
 
 
@@ -124,7 +129,7 @@ def summary_url(public_url: str, run_id: int) -> str:
 def build_body(alert_type: str, *, study_uid: str, series_uid: str | None, clinic: str | None,
                result: dict | None, public_url: str, created_at: datetime, run_id: int | None = None,
                series_description: str | None = None, has_summary: bool = False) -> dict:
-    links = {"study": study_url(public_url, study_uid)}
+    links = {"study": study_url(public_url, study_uid), "study_api": study_api_url(public_url, study_uid)}
     if run_id is not None and has_summary:
         links["summary_png"] = summary_url(public_url, run_id)
     return {

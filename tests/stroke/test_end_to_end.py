@@ -95,7 +95,8 @@ def test_ctp_to_signed_webhook_email_stream_orthanc_and_clinic(tmp_path, phantom
         assert "not a diagnosis" in body["message"] and body["automated_result"] is True
         with urllib.request.urlopen(body["links"]["summary_png"], timeout=10) as resp:
             assert resp.headers["content-type"] == "image/png" and resp.read(8) == b"\x89PNG\r\n\x1a\n"
-        assert peer.get(body["links"]["study"].removeprefix(peer.url))["clinic"] == "Township A"
+        assert peer.get(body["links"]["study_api"].removeprefix(peer.url))["clinic"] == "Township A"
+        assert body["links"]["study"] == f"{peer.url}/studies/{ref['study_instance_uid']}"  # the HTML page
 
         # e-mail with the summary PNG attached (one for the pre-alert, one for the result)
         mails = smtp.wait(2, 30)

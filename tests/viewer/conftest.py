@@ -79,6 +79,15 @@ def add_account(s, name: str, role: str, clinics: list[str]) -> None:
 
 @pytest.fixture
 def env(tmp_path):
+    yield from build_env(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory):
+    yield from build_env(tmp_path_factory.mktemp("viewer"))
+
+
+def build_env(tmp_path):
     from viewer.main import create_app
 
     settings = Settings(data_dir=tmp_path / "var", secret_key="test-secret-key-for-viewer-tests")

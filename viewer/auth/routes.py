@@ -8,7 +8,7 @@ from collections import deque
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -118,8 +118,8 @@ async def login_submit(request: Request, username: Annotated[str, Form(max_lengt
 
 
 @router.post("/logout", include_in_schema=False)
-async def logout(request: Request):
-    user = await current_user(request)  # checks the CSRF token of a cookie session
+async def logout(request: Request, user: Annotated[CurrentUser, Depends(current_user)]):
+    """Ends the page session (a cookie session must send its CSRF token)."""
     await run_in_threadpool(audit.record, request.app.state.sessions, user, "logout", None, None, _client(request))
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/")
@@ -154,7 +154,6 @@ def include_docs(app: FastAPI) -> None:
     """``/openapi.json`` and ``/docs`` for logged-in users; not served at all in production."""
     if app.state.settings.environment == "production":
         return
-    from fastapi import Depends
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import JSONResponse
 

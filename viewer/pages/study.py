@@ -81,7 +81,16 @@ def _page_data(request: Request, user: CurrentUser, study_uid: str) -> dict:
             "priors": priors, "template": template, "draft_body": draft_body, "templates": TEMPLATES,
             "ohif_url": ohif_url(study_uid), "disclaimer": DISCLAIMER,
             "templates_json": json.dumps({k: t.body for k, t in TEMPLATES.items()}).replace("</", "<\\/"),
-            "ohif_installed": any(getattr(r, "path", "").startswith("/ohif") for r in request.app.routes)}
+            "ohif_installed": _ohif_installed(request)}
+
+
+def _ohif_installed(request: Request) -> bool:
+    """Whether the OHIF Viewer is served at /ohif/ (``make viewer`` installs it)."""
+    try:
+        from viewer.ohif_fetch import DIST, installed
+    except ImportError:
+        return False
+    return bool(installed(getattr(request.app.state, "ohif_dist", DIST)))
 
 
 @router.get("/studies/{study_uid}", response_class=HTMLResponse)

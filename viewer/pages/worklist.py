@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from pacs_gateway.index.models import AlertStep, Clinic, Delivery, Event
-from viewer.auth import CurrentUser, current_user, require_roles
+from viewer.auth import CurrentUser, CurrentUserDep, require_roles
 from viewer.models import Report, StudyClaim
 from viewer.pages.render import HOME, render
 from viewer.reading import worklist
@@ -22,8 +22,7 @@ HEARTBEAT_S = 15.0
 
 
 @router.get("/")
-async def home(request: Request):
-    user = await current_user(request)
+async def home(user: CurrentUserDep):
     return RedirectResponse(HOME.get(user.role, "/login"), status_code=303)
 
 

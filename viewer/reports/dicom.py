@@ -90,7 +90,6 @@ def basic_text_sr(source: Dataset, *, body: str, signer: str, institution: str |
     ds.VerifyingObserverSequence = Sequence([observer])
     ds.PerformedProcedureCodeSequence = Sequence()
     ds.ReferencedPerformedProcedureStepSequence = Sequence()
-    ds.CurrentRequestedProcedureEvidenceSequence = Sequence()
     if predecessor:
         ref = Dataset()
         ref.StudyInstanceUID = ds.StudyInstanceUID
@@ -119,6 +118,7 @@ def encapsulated_pdf(source: Dataset, *, pdf: bytes, title: str, now: datetime, 
     ds = _base(source, ENCAPSULATED_PDF, "DOC", series_uid, 9902, "Radiology report (PDF)", now)
     ds.InstanceNumber = instance_number
     ds.ConversionType = "WSD"
+    ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
     ds.BurnedInAnnotation = "YES"
     ds.DocumentTitle = title[:64]
     ds.ConceptNameCodeSequence = Sequence([_code("18748-4", "Diagnostic imaging report", "LN")])

@@ -16,6 +16,15 @@
       body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (r) { return r.ok ? r.json() : problem(r); });
   }
+  var show = document.getElementById("show-ohif");
+  if (show) {  // the viewer loads only when asked: a modest PC opens the page fast
+    show.addEventListener("click", function () {
+      var frame = document.getElementById("ohif");
+      frame.src = show.getAttribute("data-src");
+      frame.hidden = false;
+      show.hidden = true;
+    });
+  }
   var base = "/api/studies/" + encodeURIComponent(uid) + "/claim";
   claimBox.addEventListener("click", function (e) {
     var action = e.target.getAttribute && e.target.getAttribute("data-action");
