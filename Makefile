@@ -28,7 +28,9 @@ install-dev: $(VENV)/.installed-dev
 viewer: $(VENV)/.installed
 	$(BIN)/python -m viewer.ohif_fetch || echo "make viewer: the OHIF Viewer is not installed (reason above); the rest of telerad works without it"
 
+# Demo accounts (one per role) are created on the first run; their passwords are printed once.
 run: $(VENV)/.installed viewer
+	$(BIN)/telerad user demo --config config/demo.toml
 	$(BIN)/telerad serve --config config/demo.toml --load-samples
 
 test: $(VENV)/.installed-dev viewer
