@@ -258,3 +258,17 @@ def test_viewing_retrieving_and_uploading_are_audited(tw):
     views = [(r.action, r.target) for r in rows if r.action == "study.view"]
     assert views == [("study.view", STUDY_B)]
     assert uploads and all(u.user in ("tech-a", "rad") for u in uploads)
+
+
+def test_a_technician_cannot_add_to_another_clinics_study(tw):
+    """Study B is Clinic B's: an instance of it uploaded by Clinic A's technician is refused, nothing stored."""
+    from sample_dicom.synthetic import write_ct_series
+
+    files = write_ct_series(tw.gateway.store.root.parent / "intrude", 1, 32, 32, seed=11, study_uid=STUDY_B)
+    body, ctype = _multipart([files[0].read_bytes()])
+    h = tw.auth("tech-a")
+    for url in (tw.dicomweb + "/studies", f"{tw.dicomweb}/studies/{STUDY_B}"):
+        r = httpx.post(url, content=body, headers={**h, "content-type": ctype})
+        assert r.status_code == 403 and "nothing was stored" in r.json()["detail"], r.text
+    sop = str(dcmread(files[0]).SOPInstanceUID)
+    assert tw.client().search_for_instances(search_filters={"SOPInstanceUID": sop}) == []

@@ -8,13 +8,17 @@ bad part and why); nothing of it is stored. A valid upload is then stored file b
 with ``Gateway.ingest_file`` (fsynced and indexed before it returns), and the answer is the
 standard STOW-RS response (DICOM JSON: ReferencedSOPSequence, FailedSOPSequence).
 
-Bounds: the body is at most :data:`MAX_BYTES` (413 beyond) and :data:`MAX_PARTS` parts.
+Bounds: the body is at most :data:`MAX_BYTES` (413 beyond) and :data:`MAX_PARTS` parts, and at
+most :data:`MAX_CONCURRENT` uploads are read at once (503, ``retry_after`` in the problem, when the others wait
+longer than :data:`SLOT_WAIT_S`).
 Who: technicians store as their clinic (``?clinic=NAME`` when they have several); other
 uploading roles may name a clinic with ``?clinic=`` or store under the gateway's own AE title.
+A technician cannot add instances to a study of another clinic (403, nothing stored).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 MAX_BYTES = 1 << 30
 MAX_PARTS = 10000
+MAX_CONCURRENT = 2  # uploads held in memory at once (each at most MAX_BYTES)
+SLOT_WAIT_S = 30.0
 # FailureReason (0008,1197) values, PS3.18 Table I.2-1
 PROCESSING_FAILURE = 0x0110
 REFERENCED_SOP_CLASS_NOT_SUPPORTED = 0x0122
@@ -155,31 +161,56 @@ def _response(request: Request, stored, study_uid: str | None) -> Response:
     return Response(json.dumps(body), status_code=code, media_type=DICOM_JSON)
 
 
+def _foreign_studies(session, user, staged) -> list[dict]:
+    """Parts of a technician's upload that would go into a study of a clinic they do not work for."""
+    if user.role != "technician":
+        return []
+    uids = sorted({h.study_uid for _, h in staged})
+    owners = dict(session.execute(select(Study.study_uid, Clinic.name).outerjoin(Clinic, Clinic.id == Study.clinic_id)
+                                  .where(Study.study_uid.in_(uids))).all())
+    return [{"part": n, "sop_instance_uid": h.sop_uid, "failure_reason": "forbidden",
+             "reason": f"part {n} belongs to study '{h.study_uid}' of a clinic '{user.name}' does not work for"}
+            for n, (_, h) in enumerate(staged, 1) if h.study_uid in owners and owners[h.study_uid] not in user.clinics]
+
+
 async def _stow(request: Request, user, study_uid: str | None):
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/related"):
         raise Problem(415, "Unsupported media type", f"STOW-RS takes multipart/related; type=\"application/dicom\", "
                                                      f"not '{ctype or 'no Content-Type'}'")
     gw = _gateway(request)
+    with request.app.state.sessions() as session:
+        clinic = _clinic(request, user, session)
+    slots = getattr(request.app.state, "stow_slots", None)
+    if slots is None:
+        slots = request.app.state.stow_slots = asyncio.Semaphore(MAX_CONCURRENT)
+    try:
+        await asyncio.wait_for(slots.acquire(), timeout=SLOT_WAIT_S)
+    except asyncio.TimeoutError:
+        raise Problem(503, "Busy", f"{MAX_CONCURRENT} uploads are being stored; try again shortly",
+                      retry_after=int(SLOT_WAIT_S)) from None
+    try:
+        return await _stow_body(request, user, study_uid, gw, clinic, ctype)
+    finally:
+        slots.release()
+
+
+async def _stow_body(request: Request, user, study_uid, gw, clinic, ctype: str):
     body = await _read_body(request)
     parts = split_multipart(body, ctype)
     del body
     if len(parts) > MAX_PARTS:
         raise Problem(413, "Upload too large", f"{len(parts)} parts; at most {MAX_PARTS} per request")
-    with request.app.state.sessions() as session:
-        clinic = _clinic(request, user, session)
-        if study_uid and user.role == "technician":
-            owner = session.execute(select(Clinic.name).join(Study, Study.clinic_id == Clinic.id)
-                                    .where(Study.study_uid == study_uid)).scalar()
-            exists = session.execute(select(Study.id).where(Study.study_uid == study_uid)).scalar()
-            if exists and owner not in user.clinics:
-                raise Problem(403, "Forbidden", f"study '{study_uid}' belongs to a clinic '{user.name}' does not work for")
-    staging = gw.store.tmp
-    staged, failures = await run_in_threadpool(_validate, gw, parts, staging, study_uid)
+    staged, failures = await run_in_threadpool(_validate, gw, parts, gw.store.tmp, study_uid)
     del parts
+    if not failures:
+        with request.app.state.sessions() as session:
+            failures = _foreign_studies(session, user, staged)
     if failures:
         for path, _ in staged:
             path.unlink(missing_ok=True)
+        if all(f["failure_reason"] == "forbidden" for f in failures):
+            raise Problem(403, "Forbidden", "nothing was stored: " + "; ".join(f["reason"] for f in failures[:5]))
         raise _refuse(failures)
     if not staged:
         raise Problem(400, "Invalid upload", "the multipart body has no parts")
