@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -126,6 +127,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-dicomweb-", dir=REPO / "benchmarks" / "work"
                                  if (REPO / "benchmarks" / "work").is_dir() else None))
+    try:
+        report = run(work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def run(work: Path, args) -> dict:
     study = "1.2.826.0.1.3680043.10.77.1"
     files = write_ct_series(work / "ct", args.images, 512, 512, seed=3, study_uid=study)
     from pydicom import dcmread
@@ -159,10 +171,7 @@ def main(argv=None) -> int:
               "transfer_syntax": "1.2.840.10008.1.2.1", "repeats": args.repeats, "machine": platform.node(),
               "cpus": __import__("os").cpu_count(), "results": results, "telerad_over_orthanc": ratios,
               "note": "ratios above 1: telerad faster; frames are uncompressed, one request per frame"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return 0
+    return report
 
 
 if __name__ == "__main__":
