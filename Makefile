@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_receive.py
 	$(BIN)/python benchmarks/bench_triage.py
 	$(BIN)/python benchmarks/bench_route.py
+	$(BIN)/python benchmarks/bench_dicomweb.py
 
 clean:
 	rm -rf var .pytest_cache
