@@ -79,3 +79,33 @@ def test_metrics_are_prometheus_text_on_loopback(env):
     assert env.client(host="192.0.2.7").get("/metrics").status_code == 401
     dash = env.client("admin1").get("/api/admin/dashboard").json()
     assert dash["studies_total"] == 2 and sum(dash["studies_per_day"].values()) == 2
+
+
+def test_study_page_lists_prior_studies_of_the_same_patient(env):
+    page = env.client("rad", cookie=True).get(f"/studies/{STUDY_A}").text
+    assert f'href="/studies/{STUDY_B}"' in page and "Automated result" not in page  # no triage run: no numbers
+
+
+def test_admin_adds_a_user_from_the_page_with_the_csrf_token(env):
+    import re
+
+    c = env.client("admin1", cookie=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/users").text).group(1)
+    form = {"action": "add", "name": "tech-new", "role": "technician", "clinic": "Clinic B", "password": "long enough pw"}
+    assert c.post("/admin/users", data=form).status_code == 403  # no CSRF token
+    done = c.post("/admin/users", data={**form, "csrf_token": csrf})
+    assert done.status_code == 303 and done.headers["location"] == "/admin/users?done=add"
+    users = {u["name"]: u for u in env.client("admin1").get("/api/users").json()}
+    assert users["tech-new"]["clinics"] == ["Clinic B"]
+    bad = c.post("/admin/users", data={**form, "name": "tech-x", "clinic": "", "csrf_token": csrf})
+    assert "error=" in bad.headers["location"] and "clinic" in bad.headers["location"]
+
+
+def test_worklist_filters_from_the_form(env):
+    c = env.client("rad", cookie=True)
+    everything = c.get("/worklist/rows?clinic=&priority=&status=open")
+    assert everything.status_code == 200 and STUDY_A in everything.text and STUDY_B in everything.text
+    only_b = c.get("/worklist?clinic=Clinic+B&priority=&status=all").text
+    assert STUDY_B in only_b and f'data-study="{STUDY_A}"' not in only_b
+    assert c.get("/worklist?priority=routine").text.count("data-study=") == 0  # both are urgent head CTs
+    assert c.get("/worklist?priority=bogus").status_code == 422

@@ -110,6 +110,11 @@ def test_radiologist_reads_signs_and_the_clinic_gets_the_report(tmp_path, monkey
                 assert "alert" in first.inner_text() and "stroke" in first.inner_text()
                 assert page.locator("#rows tr").count() == 3
                 page.screenshot(path=str(ARTIFACTS / "1-worklist.png"), full_page=True)
+                # live: a claim made elsewhere shows up without a reload (SSE, then the rows are fetched again)
+                with httpx.Client(base_url=base, timeout=10, headers=api.headers) as other:
+                    assert other.post(f"/api/studies/{chest_b_uid}/claim").status_code == 200
+                page.wait_for_selector(f"#rows tr[data-study='{chest_b_uid}'] >> text=dr-rad", timeout=15_000)
+                first = page.locator("#rows tr").first
                 # 3) open it: the triage summary (automated, with its version) and the OHIF link
                 first.locator("a").first.click()
                 page.wait_for_load_state("load")
@@ -134,6 +139,13 @@ def test_radiologist_reads_signs_and_the_clinic_gets_the_report(tmp_path, monkey
                 page.wait_for_selector("#final-report", timeout=60_000)
                 assert "Signed by" in page.inner_text("#report-card") and "dr-rad" in page.inner_text("#report-card")
                 page.screenshot(path=str(ARTIFACTS / "3-signed.png"), full_page=True)
+                # the stroke team page: acknowledge the alert as the logged-in user
+                page.goto(f"{base}/stroke")
+                box = page.locator(f".alert[data-alert='{alert['id']}']")
+                assert box.locator("img").count() == 1 and "not a diagnosis" in box.inner_text()
+                box.locator("button.ack").click()
+                page.wait_for_selector(f".alert[data-alert='{alert['id']}'] >> text=Acknowledged by dr-rad",
+                                       timeout=15_000)
                 # 6) the technician of clinic A sees the report; clinic B's study is not theirs
                 tech = browser.new_page(viewport={"width": 1400, "height": 1000})
                 login(tech, base, "tech-a")

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from pacs_gateway.index.models import Instance, Series, Study
 from pacs_gateway.service import Gateway
 from sample_dicom.synthetic import write_ct_series
-from tests.gateway.conftest import make_settings
+from tests.gateway.conftest import make_settings, wait_until
 from tests.viewer.conftest import PASSWORD, add_account, token
 from viewer.reports.dicom import BASIC_TEXT_SR, ENCAPSULATED_PDF
 
@@ -32,6 +32,10 @@ def reading(tmp_path):
         files = write_ct_series(tmp_path / "ct", 3, 32, 32, seed=4, series_description="CT HEAD", patient_id="P9")
         for f in files:
             assert gw.ingest_file(shutil.copy(f, tmp_path / f"in-{f.name}"), calling_ae="CLINIC_A").ok
+        def complete():
+            with gw.sessions() as s:
+                return s.query(Series).filter(Series.state == "complete").count() == 1
+        wait_until(complete, 30)  # the series is complete (turnaround counts from then)
         with gw.sessions.begin() as s:
             add_account(s, "rad", "radiologist", [])
             add_account(s, "rad2", "radiologist", [])
@@ -111,6 +115,9 @@ def test_sign_files_sr_and_pdf_and_an_addendum_keeps_the_original(reading):
     actions = [e["action"] for e in log if e["target"] == uid]
     assert {"report.preliminary", "report.sign", "report.addendum", "report.view"} <= set(actions)
     assert next(e for e in log if e["action"] == "report.sign")["user"] == "rad"
+    dash = client.get("/api/admin/dashboard", headers=as_("admin1")).json()
+    assert dash["turnaround"]["Clinic A"]["count"] == 1 and dash["turnaround"]["Clinic A"]["median_s"] >= 0
+    assert 'telerad_report_turnaround_seconds_count{clinic="Clinic A"} 1' in client.get("/metrics").text
 
 
 def test_alert_ack_records_the_logged_in_user(reading):

@@ -27,6 +27,8 @@ async def home(user: CurrentUserDep):
 
 
 def _rows(request: Request, clinic: str | None, priority: str | None, status: str | None) -> list[dict]:
+    """The filtered rows; an empty filter (the form's "all") means no filter."""
+    clinic, priority, status = clinic or None, priority or None, status or None
     app = request.app
     routing = getattr(app.state.settings, "routing", None)
     kinds = routing.stroke_kinds if routing is not None else worklist.DEFAULT_STROKE_KINDS
@@ -49,8 +51,8 @@ def _clinics(request: Request) -> list[str]:
 
 @router.get("/worklist", response_class=HTMLResponse)
 async def worklist_page(request: Request, user: Reader, clinic: str | None = None,
-                        priority: str | None = Query(None, pattern="^(stroke|urgent|routine)$"),
-                        status: str | None = Query(None, pattern="^(open|all|receiving|complete|routed|reading|reported)$")):
+                        priority: str | None = Query(None, pattern="^(stroke|urgent|routine)?$"),
+                        status: str | None = Query(None, pattern="^(open|all|receiving|complete|routed|reading|reported)?$")):
     rows = await run_in_threadpool(_rows, request, clinic, priority, status)
     clinics = await run_in_threadpool(_clinics, request)
     return render(request, "worklist.html", title="Worklist", rows=rows, clinics=clinics,
@@ -59,8 +61,8 @@ async def worklist_page(request: Request, user: Reader, clinic: str | None = Non
 
 @router.get("/worklist/rows", response_class=HTMLResponse)
 async def worklist_rows(request: Request, user: Reader, clinic: str | None = None,
-                        priority: str | None = Query(None, pattern="^(stroke|urgent|routine)$"),
-                        status: str | None = Query(None, pattern="^(open|all|receiving|complete|routed|reading|reported)$")):
+                        priority: str | None = Query(None, pattern="^(stroke|urgent|routine)?$"),
+                        status: str | None = Query(None, pattern="^(open|all|receiving|complete|routed|reading|reported)?$")):
     """The table body alone, which the page fetches again when the stream says something changed."""
     rows = await run_in_threadpool(_rows, request, clinic, priority, status)
     return render(request, "worklist_rows.html", rows=rows)
