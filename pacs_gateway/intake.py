@@ -1,9 +1,9 @@
 """One durable intake path for a whole Part-10 file (C-STORE spool files, STOW-RS, generated results).
 
 ``ingest_file`` reads the file's header straight from the file (``mmap``: the pixel data is never
-loaded), checks it like a received C-STORE, makes the bytes durable in the store's temp folder and
-hands them to the index writer. It returns only after the index transaction committed (or failed):
-the same guarantee a C-STORE Success carries. The file is always consumed: moved into the store, or
+loaded), checks it like a received C-STORE, moves it into the store's temp folder and hands it to
+the index writer, which renames it into place, fsyncs it and its directory, and commits its row.
+It returns only after that (or a failure): the same guarantee a C-STORE Success carries. The file is always consumed: moved into the store, or
 removed when it was refused, so nothing is ever half-stored.
 """
 
@@ -115,7 +115,7 @@ def check_header(ctx, path: Path, offset: int, transfer_syntax: str, *, sop_clas
 
 def index_durable(ctx, tmp: Path, header, transfer_syntax: str, *, calling_ae: str, clinic_id: int | None,
                   size: int, crc32: int, timeout_s: float) -> IngestResult:
-    """Hand a durable (fsynced) temp file in ``ctx.store.tmp`` to the index writer and wait for its commit."""
+    """Hand a temp file in ``ctx.store.tmp`` to the index writer and wait until it is durable and indexed."""
     item = Incoming(header=header, transfer_syntax=transfer_syntax, calling_ae=calling_ae, clinic_id=clinic_id,
                     tmp=tmp, size=size, crc32=crc32, received_at=datetime.now(timezone.utc))
     base = dict(study_uid=header.study_uid, series_uid=header.series_uid, sop_uid=header.sop_uid,
@@ -129,7 +129,7 @@ def index_durable(ctx, tmp: Path, header, transfer_syntax: str, *, calling_ae: s
 
 
 def _durable_copy(ctx, path: Path) -> Path:
-    """Move (or copy, across file systems) ``path`` into the store's temp folder and fsync it."""
+    """Move (or copy, across file systems) ``path`` into the store's temp folder."""
     tmp = ctx.store.tmp / f"{uuid.uuid4().hex}.part"
     try:
         os.rename(path, tmp)
@@ -138,12 +138,7 @@ def _durable_copy(ctx, path: Path) -> Path:
             shutil.copyfileobj(src, dst, 1 << 20)
         os.unlink(path)
     os.chmod(tmp, 0o640)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tmp
+    return tmp  # the index writer fsyncs it with its rename, before the index commit
 
 
 def ingest_file(ctx, path: Path, *, calling_ae: str | None = None, clinic_id: int | None = None,

@@ -67,8 +67,8 @@ def handle_closed(info: AssociationInfo, how: str, ctx) -> None:
 def handle_store(req: StoreRequest, ctx) -> tuple[int, str | None]:
     """C-STORE: check the spooled data set, index it; answer only then. Returns (status, error comment).
 
-    The spool file is already durable (``Spool.finish`` fsynced it); it is renamed into the store
-    by the index writer, or removed here when refused.
+    The index writer renames the spool file into the store and fsyncs it, its directory and the
+    index before this answers success; a refused spool file is removed here.
     """
     spooled = req.spooled
     calling = req.assoc.calling_ae

@@ -2,7 +2,8 @@
 
 The acceptor opens a :class:`Spool` when a C-STORE command arrives, appends each
 P-DATA fragment as it is read (with a running CRC-32 of the data set), and on the
-last fragment makes it durable (``fdatasync``) and hands the file to the handler.
+last fragment closes it and hands it to the handler; the index writer makes it
+durable together with its rename and the index row.
 Memory per association is one PDU whatever the object's size. A spool that is
 refused (too large, disk full, association lost) removes its file.
 """
@@ -72,11 +73,11 @@ class Spool:
         self._write(fragment)
 
     def finish(self) -> Spooled:
-        """fdatasync and close; the caller owns the file from here."""
+        """Close; the caller owns the file from here. Not yet durable: the index writer fsyncs it
+        after renaming it into place, before the index commit (``ingest.IndexWriter``)."""
         try:
-            os.fdatasync(self._fd)
-        finally:
             os.close(self._fd)
+        finally:
             self._fd = -1
         return Spooled(self.path, self.offset, self.offset + self.received, self.crc)
 
