@@ -2,7 +2,8 @@
 
 A phantom CT perfusion is pushed by DCMTK ``storescu``; the gateway's triage stores its SEG and
 SR into the study. A radiologist logs in, opens the study in OHIF: the viewport shows the CT
-(its pixels are not blank), and the SEG and SR series are listed and open. Screenshots go to
+(its pixels are not blank), the SEG and SR series are listed and open (the SEG's segments drawn over
+the CT), and a JPEG-LS study shows from its passed-through frames. Screenshots go to
 ``test-artifacts/ohif/``. Needs ``make viewer`` (the OHIF files) and /usr/bin/chromium; a
 missing one fails the test with the fix (``.ci/run`` installs both).
 """
@@ -19,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from pacs_gateway.index.models import TriageRun
-from tests.viewer.dicomweb_env import PASSWORD, _push, start
+from tests.viewer.dicomweb_env import PASSWORD, STUDY_B, _push, start
 from viewer.ohif_fetch import DIST, installed
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,11 +54,21 @@ def ctp_study(tmp_path_factory):
         run.stop()
 
 
-def _viewport_pixels(page) -> np.ndarray:
+def _viewport_rgb(page) -> np.ndarray:
     from PIL import Image
 
     canvas = page.locator(".cornerstone-viewport-element canvas, [data-viewport-uid] canvas").first
-    return np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("L"), dtype=np.float32)
+    return np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB"), dtype=np.float32)
+
+
+def _viewport_pixels(page) -> np.ndarray:
+    return _viewport_rgb(page).mean(axis=2)
+
+
+def _colored(page) -> int:
+    """Pixels of the viewport that are clearly not grey (a segmentation drawn over the CT)."""
+    rgb = _viewport_rgb(page)
+    return int((np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2]) > 60).sum())
 
 
 def _wait_for_image(page, timeout_s: float = 60.0) -> np.ndarray:
@@ -128,9 +139,21 @@ def test_ohif_shows_the_study_and_its_triage_seg_and_sr(ctp_study, tmp_path):
             page.locator("[data-cy=panelSegmentation-btn]").click()
             page.get_by_text("Ischemic core (rCBF < 30%)").first.wait_for(timeout=60_000)  # the SEG's segments
             assert page.get_by_text("Tmax > 6 s hypoperfusion").count() >= 1
-            page.wait_for_timeout(1000)
+            # the lesion is in the upper slices: scroll there and see the segments drawn over the CT
+            grey = _colored(page)
+            page.locator(".cornerstone-viewport-element canvas, [data-viewport-uid] canvas").first.hover()
+            deadline = time.monotonic() + 30
+            while "(8/8)" not in page.locator("body").inner_text() and time.monotonic() < deadline:
+                page.mouse.wheel(0, 120)
+                page.wait_for_timeout(400)
+            assert "(8/8)" in page.locator("body").inner_text(), "could not scroll to the last slice"
+            deadline = time.monotonic() + 20
+            while _colored(page) < grey + 5000 and time.monotonic() < deadline:
+                page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "2-seg.png"))
-            assert _viewport_pixels(page).std() > 20  # the CT with the segmentation over it
+            colored = _colored(page)
+            assert colored >= grey + 5000, f"no segmentation drawn over the CT ({colored} vs {grey} colored pixels)"
+            assert _viewport_pixels(page).std() > 20
 
             # the SR (volumes only, no spatial coordinates): OHIF replaces the CT by its SR viewport
             page.get_by_text("SR", exact=True).first.dblclick()
@@ -141,6 +164,11 @@ def test_ohif_shows_the_study_and_its_triage_seg_and_sr(ctp_study, tmp_path):
             page.wait_for_timeout(1000)
             page.screenshot(path=str(shots / "3-sr.png"))
             assert "Error" not in page.locator("body").inner_text()
+
+            # a JPEG-LS study: OHIF gets the stored bitstreams (transfer-syntax=*) and decodes them itself
+            page.goto(f"{run.base}/ohif/viewer?StudyInstanceUIDs={STUDY_B}")
+            _wait_for_image(page)
+            page.screenshot(path=str(shots / "4-jpeg-ls.png"))
         finally:
             browser.close()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
