@@ -140,6 +140,9 @@ class MetadataCache:
             self.schedule(uid)
 
     def schedule(self, series_uid: str) -> None:
+        """Queue a series for the worker (a no-op without one: then requests build on demand)."""
+        if self._thread is None or not self._thread.is_alive():
+            return
         with self._lock:
             if series_uid in self._pending:
                 return
@@ -162,8 +165,12 @@ class MetadataCache:
     def _dir(self, study_uid: str, series_uid: str) -> Path:
         return self.root / study_uid / series_uid
 
-    def items(self, series_uid: str) -> list[dict]:
-        """The series' metadata as parsed JSON (a few recent series are kept parsed in memory)."""
+    def items(self, series_uid: str, *, build: bool = True) -> list[dict]:
+        """The series' metadata as parsed JSON (a few recent series are kept parsed in memory).
+
+        ``build=False``: only what is already cached; a missing file is queued for the worker and
+        ``[]`` returned now (a search must not parse a hundred series' files on the spot).
+        """
         with self.sessions() as s:
             key = series_key(s, series_uid)
         if key is None:
@@ -172,6 +179,9 @@ class MetadataCache:
             hit = self._parsed.get((series_uid, key[1]))
         if hit is not None:
             return hit
+        if not build and not (self._dir(key[0], series_uid) / f"{key[1]}.json").is_file():
+            self.schedule(series_uid)
+            return []
         data = self.get(series_uid, key)
         items = json.loads(data) if data else []
         with self._lock:

@@ -272,3 +272,49 @@ def test_a_technician_cannot_add_to_another_clinics_study(tw):
         assert r.status_code == 403 and "nothing was stored" in r.json()["detail"], r.text
     sop = str(dcmread(files[0]).SOPInstanceUID)
     assert tw.client().search_for_instances(search_filters={"SOPInstanceUID": sop}) == []
+
+
+def test_segmentation_frames_are_bit_packed_like_the_stored_ones(tw, tmp_path):
+    """A 1-bit SEG of 30x30 frames (900 bits: frames do not start on byte boundaries), stored by STOW-RS."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from sample_dicom.synthetic import write_ct_series
+
+    ct = [dcmread(f) for f in write_ct_series(tmp_path / "ct", 3, 30, 30, seed=12, patient_id="SEG-1")]
+    mask = np.zeros((3, 30, 30), dtype=bool)
+    mask[0, 3:9, 4:20] = True
+    mask[2, 10:25, 1:7] = True
+    seg = hd.seg.Segmentation(
+        source_images=ct, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[hd.seg.SegmentDescription(
+            segment_number=1, segment_label="test", segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)],
+        series_instance_uid=hd.UID(), series_number=99, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="telerad tests", manufacturer_model_name="test", software_versions="0", device_serial_number="0",
+        omit_empty_frames=False)
+    c = tw.client()
+    c.store_instances(ct + [seg])
+    study, series, sop = str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID), str(seg.SOPInstanceUID)
+    stored = dcmread(io.BytesIO(_part10_bytes(tw, study, series, sop)))  # single part, as stored
+    frames = stored.pixel_array.reshape(-1, 30, 30)
+    got = c.retrieve_instance_frames(study, series, sop, list(range(1, len(frames) + 1)))
+    assert len(got) == len(frames) == 3
+    for g, f in zip(got, frames):
+        assert g == np.packbits(f.astype(np.uint8).ravel(), bitorder="little").tobytes()
+    meta = c.retrieve_series_metadata(study, series)[0]
+    assert "BulkDataURI" in meta["7FE00010"] and meta["00620002"]["Value"][0]["00620005"]["Value"] == ["test"]
+    from PIL import Image
+
+    r = httpx.get(f"{tw.dicomweb}/studies/{study}/series/{series}/instances/{sop}/frames/3/rendered",
+                  headers={**tw.auth("rad"), "accept": "image/png"})
+    img = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert r.status_code == 200 and img.shape == (30, 30) and set(np.unique(img)) == {0, 255}
+    assert np.array_equal(img == 255, frames[2].astype(bool))
+
+
+def _part10_bytes(tw, study, series, sop) -> bytes:
+    r = httpx.get(f"{tw.dicomweb}/studies/{study}/series/{series}/instances/{sop}",
+                  headers={**tw.auth("rad"), "accept": "application/dicom; transfer-syntax=*"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
+    return r.content

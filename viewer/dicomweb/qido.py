@@ -2,9 +2,10 @@
 
 Matching: single values, UID lists (``a,b`` or ``a\\b``), ``*``/``?`` wildcards on text
 attributes (PatientName case-insensitively), date ranges (``20240101-20240131``, ``-2024``,
-``2024-``), ``limit``/``offset`` and ``includefield`` (keywords or tags; ``all``). Attributes
-the index does not keep (e.g. PatientBirthDate) are returned with ``includefield`` from
-the series' precomputed metadata; matching on them is refused with a clear 400.
+``2024-``), ``limit``/``offset`` and ``includefield`` (keywords or tags; ``all`` means the
+level's defaults). Attributes the index does not keep (e.g. PatientBirthDate) are returned
+from the series' precomputed metadata when it is there (a search never builds it; a series
+without it is queued for the worker); matching on them is refused with a clear 400.
 """
 
 from __future__ import annotations
@@ -170,11 +171,13 @@ def _modalities_cond(kw: str, value: str):
 
 
 def _instance_number_cond(kw: str, value: str):
-    try:
-        n = int(value)
-    except ValueError:
-        raise Problem(400, "Invalid query", f"InstanceNumber '{value}' must be an integer") from None
-    return None if n is not None else None  # validated here, matched in Python (it lives in the JSON headers)
+    """InstanceNumber lives in the instances' JSON headers: checked here, matched in Python."""
+    if value.strip() not in ("", "*"):
+        try:
+            int(value)
+        except ValueError:
+            raise Problem(400, "Invalid query", f"InstanceNumber '{value}' must be an integer") from None
+    return None
 
 
 # ----------------------------------------------------------------------------- DICOM JSON
@@ -219,7 +222,7 @@ def _from_metadata(request: Request, series_uid: str, keywords: list[str], *, so
         return {}
     memo = {} if memo is None else memo
     if series_uid not in memo:
-        items = cache.items(series_uid)
+        items = cache.items(series_uid, build=False)
         memo[series_uid] = (items, {it.get("00080018", {}).get("Value", [None])[0]: it for it in items})
     items, by_sop = memo[series_uid]
     item = by_sop.get(sop_uid, {}) if sop_uid is not None else (items[0] if items else {})
