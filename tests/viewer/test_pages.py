@@ -10,7 +10,8 @@ from tests.viewer.conftest import STUDY_A, STUDY_B, add_study
 @pytest.mark.parametrize("user,path,needle", [
     ("rad", "/worklist", "Worklist"), ("rad", f"/studies/{STUDY_A}", "Report"), ("rad", "/stroke", "Stroke alerts"),
     ("stroke1", "/stroke", "Stroke alerts"), ("stroke1", f"/studies/{STUDY_A}", "Images"),
-    ("tech-a", "/technician", "Clinic A"), ("admin1", "/admin", "Turnaround"), ("admin1", "/admin/users", "tech-b"),
+    ("tech-a", "/technician", "Clinic A"), ("tech-a", f"/studies/{STUDY_A}", "Images"),
+    ("admin1", "/admin", "Turnaround"), ("admin1", "/admin/users", "tech-b"),
     ("admin1", "/admin/audit", "login"), ("admin1", "/worklist", "Worklist"), ("admin1", "/technician", "Send images"),
 ])
 def test_page_renders_for_its_role(env, user, path, needle):

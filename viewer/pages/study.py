@@ -69,8 +69,10 @@ def _page_data(request: Request, user: CurrentUser, study_uid: str) -> dict:
         claim = s.execute(select(StudyClaim).where(StudyClaim.study_uid == study_uid)).scalar_one_or_none()
         report = service.report_dict(s, study_uid)
         priors = _priors(s, study)
-    if user.role == "technician" and report and report["state"] != "final":
-        report = None
+    if user.role == "technician":  # the clinic sees the final report, not automated numbers or drafts
+        runs, alerts = [], []
+        if report and report["state"] != "final":
+            report = None
     kinds = summary["kinds"]
     modalities = sorted({se["modality"] for se in summary["series"] if se["modality"]})
     template = (report or {}).get("template") or suggest(kinds, modalities)
