@@ -190,3 +190,14 @@ def test_open_install_without_accounts_keeps_working(tmp_path, path):
         assert c.get(path).status_code in (200, 503)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("target,expected", [("/studies/1.2.3", "/studies/1.2.3"), ("//evil.example", "/worklist"),
+                                             ("/\\evil.example", "/worklist"), ("https://evil.example", "/worklist")])
+def test_login_returns_only_to_a_path_of_this_site(env, target, expected):
+    import re
+
+    c = env.client()
+    nonce = re.search(r'name="login_csrf" value="([^"]+)"', c.get("/login").text).group(1)
+    r = c.post("/login", data={"username": "rad", "password": PASSWORD, "login_csrf": nonce, "next": target})
+    assert r.status_code == 303 and r.headers["location"] == expected

@@ -96,6 +96,9 @@ def test_radiologist_reads_signs_and_the_clinic_gets_the_report(tmp_path, monkey
             alert = wait_until(lambda: next((a for a in api.get("/api/alerts").json() if a["type"].startswith(
                 "stroke.triage") and a["study_instance_uid"] == ctp_uid), None), 180, "the stroke alert of the CTP")
             assert api.get(f"/api/alerts/{alert['id']}").json()["body"]["links"]["study"] == f"{base}/studies/{ctp_uid}"
+            # the alert goes out a moment before its triage run is marked done; the page shows the finished run
+            wait_until(lambda: (runs := api.get("/api/triage", params={"study": ctp_uid}).json()) and all(
+                r["state"] in ("done", "covered") for r in runs), 60, "the triage run to finish")
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
@@ -168,6 +171,10 @@ def test_radiologist_reads_signs_and_the_clinic_gets_the_report(tmp_path, monkey
                 tech.screenshot(path=str(ARTIFACTS / "5-technician-upload.png"), full_page=True)
                 refused = tech.goto(f"{base}/studies/{chest_b_uid}")
                 assert refused.status == 403
+            except Exception:  # keep what each open page showed, for the CI artifacts
+                for n, open_page in enumerate(p for ctx in browser.contexts for p in ctx.pages):
+                    open_page.screenshot(path=str(ARTIFACTS / f"failure-{n}.png"), full_page=True)
+                raise
             finally:
                 browser.close()
 

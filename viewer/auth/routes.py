@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import deque
@@ -79,10 +80,12 @@ async def token(request: Request, username: Annotated[str, Form(max_length=64)],
             "expires_in": ttl, "role": user.role}
 
 
+SAFE_NEXT = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&+:;,@-]*$")
+
+
 def _safe_next(target: str | None) -> str | None:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """A same-site path to return to after logging in (never another host: no '//', '\\' or control characters)."""
+    return target if target and SAFE_NEXT.match(target) else None
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
