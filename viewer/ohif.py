@@ -41,7 +41,6 @@ window.config = {{
   groupEnabledModesFirst: true,
   maxNumRequests: {{ interaction: 100, thumbnail: 10, prefetch: 10 }},
   showErrorDetails: 'always',
-  investigationalUseDialog: {{ option: 'never' }},
   defaultDataSourceName: 'telerad',
   dataSources: [
     {{

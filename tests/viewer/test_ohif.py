@@ -123,8 +123,9 @@ def test_ohif_shows_the_study_and_its_triage_seg_and_sr(ctp_study, tmp_path):
             page.screenshot(path=str(shots / "1-ct.png"))
             assert pixels.shape[0] > 200 and pixels.shape[1] > 200
 
-            if page.get_by_text("Skip all").count():
-                page.get_by_text("Skip all").first.click()
+            for dismiss in ("Skip all", "Confirm and hide"):  # OHIF's tour, its investigational-use notice
+                if page.get_by_text(dismiss).count():
+                    page.get_by_text(dismiss).first.click()
             browser_panel = page.locator("body")
             for label in ("SEG", "SR"):
                 assert page.get_by_text(label, exact=True).count() >= 1, f"the {label} series is not listed"

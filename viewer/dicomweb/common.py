@@ -96,6 +96,15 @@ def locate(session, user, root: Path, study_uid: str, series_uid: str, sop_uid: 
     return StoredInstance(sop_uid, series_uid, row.sop_class_uid, row.transfer_syntax, Path(root) / row.path, None)
 
 
+def readable(request: Request, found: list[StoredInstance]) -> list[StoredInstance]:
+    """Make the instances' files readable under the store root first (a remote object store
+    downloads them into its local cache; local files already are)."""
+    fetch = getattr(getattr(request.app.state, "metadata", None), "fetch", None)
+    if fetch is not None and found:
+        fetch([str(i.path) for i in found])
+    return found
+
+
 def store_root(request: Request) -> Path:
     root = getattr(request.app.state, "store_root", None)
     if root is None:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydicom import dcmread
 
-from viewer.dicomweb.common import check_study, instances, not_acceptable, parse_accept, store_root
+from viewer.dicomweb.common import check_study, instances, not_acceptable, parse_accept, readable, store_root
 from viewer.dicomweb.deps import ReaderDep
 from viewer.dicomweb.wado import INSTANCE, SERIES, frame_numbers
 from viewer.problems import Problem
@@ -99,6 +99,7 @@ def _respond(request: Request, reader, study_uid, series_uid=None, sop_uid=None,
         quality = int(q.get("quality", 90))
     except ValueError:
         raise Problem(400, "Invalid rendering parameter", f"'quality={q.get('quality')}' must be 1-100") from None
+    readable(request, found[:1])
     data = render(found[0].path, frame, window=window, viewport=viewport, media=media, quality=quality)
     return Response(data, media_type=media, headers={"cache-control": "private, max-age=300"})
 

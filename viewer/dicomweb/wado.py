@@ -20,7 +20,8 @@ from pydicom.uid import UID
 from pacs_gateway.metadata import BASE_TOKEN
 from viewer.dicomweb import pixels
 from viewer.dicomweb.common import (DICOM_JSON, EXPLICIT_LE, UNCOMPRESSED, Multipart, audit, check_study,
-                                    dicomweb_base, instances, locate, not_acceptable, parse_accept, store_root)
+                                    dicomweb_base, instances, locate, not_acceptable, parse_accept, readable,
+                                    store_root)
 from viewer.dicomweb.deps import ReaderDep
 from viewer.problems import Problem
 
@@ -121,10 +122,14 @@ def _part10(path, stored_ts: str, wanted: str | None) -> bytes:
 def _retrieve(request: Request, reader, study_uid: str, series_uid=None, sop_uid=None):
     session, user = reader
     study = check_study(session, user, study_uid)
-    found = instances(session, store_root(request), study, series_uid, sop_uid)
     accept = request.headers.get("accept")
     mode, wanted = _instance_syntax(accept)
+    found = readable(request, instances(session, store_root(request), study, series_uid, sop_uid))
     audit(request, user, "study.retrieve", study_uid, "dicomweb instances")
+    other = sorted({i.transfer_syntax for i in found} - {wanted}) if wanted not in (None, "*", EXPLICIT_LE) else []
+    if other:  # decided before the first part goes out
+        raise Problem(406, "Not acceptable", f"instances are stored as {', '.join(other)}; this server returns them "
+                                             f"as stored (transfer-syntax=*) or as {EXPLICIT_LE}, not {wanted}")
     if mode == "single":
         if len(found) != 1:
             raise not_acceptable(f"{len(found)} instances", accept, 'multipart/related; type="application/dicom"')
@@ -201,7 +206,7 @@ def _frames_response(parts: list[bytes], content_type: str, multipart: bool):
 def retrieve_frames(study_uid: str, series_uid: str, sop_uid: str, frames: str, request: Request, reader: ReaderDep):
     session, user = reader
     numbers = frame_numbers(frames)
-    inst = locate(session, user, store_root(request), study_uid, series_uid, sop_uid)
+    inst = readable(request, [locate(session, user, store_root(request), study_uid, series_uid, sop_uid)])[0]
     lay = pixels.layout(inst.path)
     as_stored, multipart = _frame_syntax(request.headers.get("accept"), lay.transfer_syntax)
     if as_stored:
@@ -221,7 +226,7 @@ def retrieve_bulkdata(study_uid: str, series_uid: str, sop_uid: str, tag: str, r
         tag_int = int(tag, 16)
     except ValueError:
         raise Problem(400, "Invalid bulk data reference", f"'{tag}' is not a tag (8 hex digits, e.g. 7FE00010)") from None
-    inst = locate(session, user, store_root(request), study_uid, series_uid, sop_uid)
+    inst = readable(request, [locate(session, user, store_root(request), study_uid, series_uid, sop_uid)])[0]
     accept = request.headers.get("accept")
     multipart = not any(m.type == "application/octet-stream" for m in parse_accept(accept))
     if tag_int == 0x7FE00010:
