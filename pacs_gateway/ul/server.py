@@ -62,6 +62,17 @@ class _Quota:
             w[2] += 1
 
 
+#: how long a refused peer gets to read our A-ASSOCIATE-RJ / A-ABORT and close first
+CLOSE_WAIT_S = 3.0
+
+
+class _Closing:
+    __slots__ = ("sock", "fd", "deadline")
+
+    def __init__(self, sock, deadline: float):
+        self.sock, self.fd, self.deadline = sock, sock.fileno(), deadline
+
+
 class _Pending:
     __slots__ = ("sock", "ip", "port", "deadline", "head", "body", "need", "tls", "handshaking", "cn")
 
@@ -128,6 +139,7 @@ class StorageServer:
         self._per_ip = Counter()
         self._pending: dict[int, _Pending] = {}  # insertion order: oldest first
         self._pending_per_ip = Counter()
+        self._closing: dict[int, _Closing] = {}  # refused connections waiting for the peer to close
         self._stopping = threading.Event()
         self._quota = _Quota()
         self._sel = selectors.DefaultSelector()
@@ -154,6 +166,8 @@ class StorageServer:
             now = time.monotonic()
             first = next(iter(self._pending.values()), None)
             wait = 0.5 if first is None else max(0.0, min(0.5, min(p.deadline for p in self._pending.values()) - now))
+            if self._closing:
+                wait = min(wait, 0.25)
             try:
                 events = self._sel.select(wait)
             except OSError:
@@ -163,6 +177,8 @@ class StorageServer:
             for key, _mask in events:
                 if key.data == "listen":
                     self._accept_all(key.fileobj)
+                elif isinstance(key.data, _Closing):
+                    self._closing_readable(key.data)
                 elif isinstance(key.data, _Pending):
                     p = key.data
                     if self._pending.get(p.sock.fileno()) is p:  # not dropped earlier in this round
@@ -173,8 +189,12 @@ class StorageServer:
                 self._quota.warn("ARTIM", "connection from %s:%d: no complete %s within %g s (ARTIM); closed",
                                  p.ip, p.port, stage, self.limits.artim_s)
                 self._drop(p)
+            for c in [c for c in self._closing.values() if c.deadline <= now]:
+                self._closed(c)
         for p in list(self._pending.values()):
             self._drop(p)
+        for c in list(self._closing.values()):
+            self._closed(c)
 
     def _accept_all(self, listener: socket.socket) -> None:
         tls = self._listeners.get(listener, False)
@@ -232,14 +252,44 @@ class StorageServer:
 
     def _abort(self, p: _Pending, message: str, reason: int) -> None:
         self._quota.warn("malformed", "connection from %s:%d: %s; aborting", p.ip, p.port, message)
-        self._send_small(p, pdu.abort(0x02, reason))
-        self._drop(p)
+        self._drop(p, close=False)
+        self._answer_and_close(p.sock, pdu.abort(0x02, reason))
 
-    def _send_small(self, p: _Pending, data: bytes) -> None:
+    def _answer_and_close(self, sock: socket.socket, data: bytes) -> None:
+        """Send a last PDU (A-ASSOCIATE-RJ or A-ABORT), then let the peer close first (PS3.8 9.1.5:
+        after a reject the requestor closes the transport), so the PDU is read, not lost to a reset;
+        the socket is closed anyway after ``CLOSE_WAIT_S``."""
         try:
-            p.sock.settimeout(1.0)
-            p.sock.sendall(data)
+            sock.settimeout(1.0)
+            sock.sendall(data)
+            sock.setblocking(False)
+            if len(self._closing) >= self.limits.max_pending:
+                self._closed(next(iter(self._closing.values())))
+            c = _Closing(sock, time.monotonic() + min(CLOSE_WAIT_S, self.limits.artim_s))
+            self._sel.register(sock, selectors.EVENT_READ, c)
+            self._closing[sock.fileno()] = c
         except (OSError, ValueError):
+            sock.close()
+
+    def _closing_readable(self, c: "_Closing") -> None:
+        try:
+            if c.sock.recv(4096):
+                return  # whatever the peer still sends is dropped
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except (OSError, ValueError):
+            pass
+        self._closed(c)
+
+    def _closed(self, c: "_Closing") -> None:
+        self._closing.pop(c.fd, None)
+        try:
+            self._sel.unregister(c.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        try:
+            c.sock.close()
+        except OSError:
             pass
 
     def _advance(self, p: _Pending) -> None:
@@ -300,7 +350,6 @@ class StorageServer:
             primitive = decode_rq(p.body)
         except pdu.ProtocolError as exc:
             self._abort(p, str(exc), exc.reason)
-            p.sock.close()
             return
         info = AssociationInfo(id=f"as-{uuid.uuid4().hex[:8]}", calling_ae="", called_ae="",
                                address=p.ip, port=p.port, tls=p.tls, peer_cert_cn=p.cn)
@@ -325,8 +374,7 @@ class StorageServer:
                     self._active[t] = p.ip
                     self._per_ip[p.ip] += 1
         if reason is not None:
-            self._send_small(p, pdu.associate_rj(*reason))
-            p.sock.close()
+            self._answer_and_close(p.sock, pdu.associate_rj(*reason))
             return
         t.start()
 

@@ -37,10 +37,11 @@ def test_association_limit_rejects_transiently_then_recovers(small_gateway):
     first = _ae().associate("127.0.0.1", port, ae_title="TELERAD")
     assert first.is_established
     try:
-        second = _ae().associate("127.0.0.1", port, ae_title="TELERAD")
-        assert second.is_rejected
-        rj = second.acceptor.primitive
-        assert (rj.result, rj.result_source, rj.diagnostic) == (0x02, 0x03, 0x02)
+        # DCMTK reads the reject reliably (pynetdicom's requestor sometimes misses a reject that
+        # arrives within microseconds, and reports neither rejected nor aborted)
+        second = run_echoscu("127.0.0.1", port, calling_ae=CLINIC_AE, called_ae="TELERAD")
+        out = second.stdout + second.stderr
+        assert second.returncode != 0 and "Rejected Transient" in out and "Local Limit Exceeded" in out, out
     finally:
         first.release()
     wait_until(lambda: small_gateway.server.active_associations == 0, timeout=10)
