@@ -3,6 +3,7 @@
 from alembic import context
 
 from pacs_gateway.index.models import Base
+import viewer.models  # noqa: F401,E402  the reading room's tables (0004) share this metadata; autogenerate must see them
 
 config = context.config
 target_metadata = Base.metadata
