@@ -115,6 +115,7 @@ def _banner(settings) -> None:
                 *tls_line,
                 f"  Web:     {scheme}://{host}:{settings.http.port}/healthz",
                 f"  API:     {scheme}://{host}:{settings.http.port}/api/studies",
+                f"  Viewer:  {scheme}://{host}:{settings.http.port}/ohif/ (DICOMweb: /dicomweb)",
                 f"  Studies: telerad studies --data-dir {data}",
                 f"  Clinics: telerad clinic list --data-dir {data}",
                 "Press Ctrl+C to stop.",
