@@ -169,6 +169,17 @@ def test_radiologist_reads_signs_and_the_clinic_gets_the_report(tmp_path, monkey
                 tech.wait_for_selector(f"#rows tr[data-study='{upload_uid}']", timeout=15_000)
                 assert "Township A" in tech.inner_text(f"#rows tr[data-study='{upload_uid}']")
                 tech.screenshot(path=str(ARTIFACTS / "5-technician-upload.png"), full_page=True)
+                # a file that is not DICOM, next to a good one: refused with a clear message, nothing stored
+                bad = tmp_path / "notes.dcm"
+                bad.write_bytes(b"this is not a DICOM file" * 10)
+                extra = write_ct_series(tmp_path / "upload2", 1, 32, 32, seed=9, patient_id="PA3")
+                rows_before = tech.locator("#rows tr").count()
+                tech.set_input_files("#files", [str(extra[0]), str(bad)])
+                tech.wait_for_selector("#upload-message:has-text('Upload refused')", timeout=30_000)
+                assert "HTTP 4" in tech.inner_text("#upload-message")
+                time.sleep(1.0)
+                tech.reload()
+                assert tech.locator("#rows tr").count() == rows_before
                 refused = tech.goto(f"{base}/studies/{chest_b_uid}")
                 assert refused.status == 403
             except Exception:  # keep what each open page showed, for the CI artifacts
