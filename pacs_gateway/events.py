@@ -31,8 +31,9 @@ TxnHook = Callable[[Connection, dict], None]
 
 
 class EventBus:
-    def __init__(self, sessions: sessionmaker):
+    def __init__(self, sessions: sessionmaker, poll_s: float = 1.0):
         self._sessions = sessions
+        self.poll_s = poll_s  # a process that does not receive learns of events only by looking
         self._subscribers: dict[str, list[Subscriber]] = {}
         self._hooks: dict[str, list[TxnHook]] = {}
         self._wake = threading.Event()
@@ -78,7 +79,7 @@ class EventBus:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=1.0)
+            self._wake.wait(timeout=self.poll_s)
             self._wake.clear()
             try:
                 self.dispatch_pending()
@@ -87,26 +88,50 @@ class EventBus:
                 self._stop.wait(1.0)
 
     def dispatch_pending(self, limit: int = 500) -> int:
+        """Hand each undispatched event to the subscribers once, in order; returns how many.
+
+        With several processes on one PostgreSQL index, each event is taken under a row lock
+        (``FOR UPDATE SKIP LOCKED``) and marked dispatched in the same transaction: one process
+        dispatches it, and if that process dies first, the lock goes with it and another one does.
+        (SQLite serves one process: the event is read, dispatched, then marked, as before, because
+        a read snapshot held across the subscribers' own writes could not be upgraded to a write.)
+        """
         with self._sessions() as s:
+            shared = s.get_bind().dialect.name == "postgresql"
             rows = s.execute(
                 select(Event).where(Event.dispatched_at.is_(None)).order_by(Event.id).limit(limit)
             ).scalars().all()
         n = 0
         for ev in rows:
-            data = {
-                "id": ev.id,
-                "type": ev.type,
-                "study_uid": ev.study_uid,
-                "series_uid": ev.series_uid,
-                "payload": ev.payload,
-                "created_at": ev.created_at,
-            }
-            for fn in self._subscribers.get(ev.type, ()):
-                try:
-                    fn(data)
-                except Exception:
-                    log.exception("subscriber %s failed on event %s (%s)", getattr(fn, "__name__", fn), ev.id, ev.type)
+            if not shared:
+                self._call(ev)
+                with self._sessions.begin() as s:
+                    s.execute(update(Event).where(Event.id == ev.id).values(dispatched_at=utcnow()))
+                n += 1
+                continue
             with self._sessions.begin() as s:
+                locked = s.execute(
+                    select(Event).where(Event.id == ev.id, Event.dispatched_at.is_(None))
+                    .with_for_update(skip_locked=True)
+                ).scalar_one_or_none()
+                if locked is None:  # another process has it, or had it
+                    continue
+                self._call(locked)
                 s.execute(update(Event).where(Event.id == ev.id).values(dispatched_at=utcnow()))
             n += 1
         return n
+
+    def _call(self, ev: Event) -> None:
+        data = {
+            "id": ev.id,
+            "type": ev.type,
+            "study_uid": ev.study_uid,
+            "series_uid": ev.series_uid,
+            "payload": ev.payload,
+            "created_at": ev.created_at,
+        }
+        for fn in self._subscribers.get(ev.type, ()):
+            try:
+                fn(data)
+            except Exception:
+                log.exception("subscriber %s failed on event %s (%s)", getattr(fn, "__name__", fn), ev.id, ev.type)

@@ -14,9 +14,7 @@ written by one writer, in order.
 from __future__ import annotations
 
 import enum
-import filecmp
 import logging
-import os
 import queue
 import threading
 import time
@@ -207,8 +205,9 @@ class IndexWriter:
                     select(func.max(InstanceVersion.version)).where(InstanceVersion.sop_uid == h.sop_uid)
                 ).scalar()
                 version, outcome = max(ex.version, latest or 0) + 1, Outcome.NEW_VERSION
-            relpath = ObjectStore.relpath_for(h.study_uid, h.series_uid, h.sop_uid, version)
-            renamed.append(self._place(item.tmp, relpath, dirs))
+            # the store says where the object went (a remote store makes each key unique)
+            relpath = self.store.place(item.tmp, ObjectStore.relpath_for(h.study_uid, h.series_uid, h.sop_uid, version), dirs)
+            renamed.append(self.store.path(relpath))
             row = dict(
                 series_id=series_id,
                 clinic_id=item.clinic_id,
@@ -272,24 +271,7 @@ class IndexWriter:
         return outcomes
 
     def _same_bytes(self, tmp: Path, relpath: str) -> bool:
-        try:
-            return filecmp.cmp(tmp, self.store.path(relpath), shallow=False)
-        except OSError:
-            return False
-
-    def _place(self, tmp: Path, relpath: str, dirs: set[str]) -> Path:
-        target = self.store.path(relpath)
-        parent = target.parent
-        if not parent.is_dir():
-            study_dir = parent.parent
-            if not study_dir.is_dir():
-                study_dir.mkdir(parents=True, exist_ok=True)
-                dirs.add(".")
-            parent.mkdir(exist_ok=True)
-            dirs.add(os.path.relpath(study_dir, self.store.root))
-        os.replace(tmp, target)
-        dirs.add(os.path.dirname(relpath))
-        return target
+        return self.store.same_bytes(tmp, relpath)
 
     def _study_id(self, conn, item: Incoming) -> int:
         uid = item.header.study_uid
@@ -361,13 +343,13 @@ class IndexWriter:
                 ref = max(ref, released)
             if now.timestamp() - ref < self.quiet_period_s:
                 continue
-            self._complete(row, now)
-            done.append(row.series_uid)
+            if self._complete(row, now):  # False: another process completed it, or more instances came
+                done.append(row.series_uid)
         if done:
             self.bus.notify()
         return done
 
-    def _complete(self, row, now: datetime) -> None:
+    def _complete(self, row, now: datetime) -> bool:
         with self.engine.begin() as conn:
             study_uid = conn.execute(select(Study.study_uid).where(Study.id == row.study_id)).scalar_one()
             headers: dict[str, list[dict]] = {}
@@ -385,7 +367,7 @@ class IndexWriter:
                 .values(state="complete", kind=kind, completed_at=now, completed_once=True)
             )
             if result.rowcount != 1:
-                return  # more instances arrived meanwhile; the next tick decides
+                return False  # more instances arrived meanwhile (the next tick decides), or another process won
             count = conn.execute(select(Series.instance_count).where(Series.id == row.id)).scalar_one()
             etype = ev.SERIES_UPDATED if row.completed_once else ev.SERIES_COMPLETE
             self.bus.emit(
@@ -396,6 +378,7 @@ class IndexWriter:
                 payload={"kind": kind, "instance_count": count},
             )
         log.info("series %s %s: kind=%s, %d instance(s)", row.series_uid, etype.split(".")[1], kind, count)
+        return True
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,11 @@ def instance_json(path: Path, study_uid: str, series_uid: str) -> dict:
     return out
 
 
-def build_series(store_root: Path, session, series_uid: str) -> tuple[str, bytes] | None:
-    """Build ``(key, json_bytes)`` for a series from its stored files (instance order), or None if unknown."""
+def build_series(store_root: Path, session, series_uid: str, fetch=None) -> tuple[str, bytes] | None:
+    """Build ``(key, json_bytes)`` for a series from its stored files (instance order), or None if unknown.
+
+    fetch : a remote object store's ``fetch`` (downloads the files into its local cache first).
+    """
     key = series_key(session, series_uid)
     if key is None:
         return None
@@ -97,6 +100,8 @@ def build_series(store_root: Path, session, series_uid: str) -> tuple[str, bytes
         except (TypeError, ValueError):
             return (1, 0, r.path)
 
+    if fetch is not None:
+        fetch([r.path for r in rows])
     items = []
     for r in sorted(rows, key=order):
         try:
@@ -119,6 +124,7 @@ class MetadataCache:
         self._build_locks: dict[str, threading.Lock] = {}
         self._thread: threading.Thread | None = None
         self._parsed: dict[tuple[str, str], list[dict]] = {}
+        self.fetch = None  # set to a remote object store's ``fetch``: files are downloaded before reading
 
     # the precompute worker ------------------------------------------------
     def attach(self, bus: ev.EventBus) -> "MetadataCache":
@@ -211,7 +217,7 @@ class MetadataCache:
             except FileNotFoundError:
                 pass
             with self.sessions() as s:
-                built = build_series(self.store_root, s, series_uid)
+                built = build_series(self.store_root, s, series_uid, self.fetch)
             if built is None:
                 return None
             fingerprint, data = built

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from pacs_gateway.classify import HEADER_KEYWORDS, classify_study
@@ -16,7 +17,8 @@ from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter
 from pacs_gateway.routing.router import Router
 from pacs_gateway.scp.ae import start_server
 from pacs_gateway.scp.handlers import Activity
-from pacs_gateway.store import ObjectStore
+from pacs_gateway.objectstore import open_store
+from pacs_gateway.presence import SharedActivity
 from telerad.logctx import set_log_phi
 from telerad.settings import Settings
 
@@ -32,6 +34,22 @@ def _private_dir(path: Path) -> None:
         log.warning("cannot restrict the permissions of %s: %s", path, exc.strerror or exc)
 
 
+@contextmanager
+def startup_lock(engine):
+    """On PostgreSQL, a session advisory lock held while a process syncs clinics, destinations and the
+    roster from its config, so gateways and workers starting at once do not insert the same rows."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_lock(7412002)")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(7412002)")
+            conn.commit()
+
+
 class Gateway:
     """Everything the handlers need, handed to them explicitly as ``ctx``."""
 
@@ -40,14 +58,24 @@ class Gateway:
         set_log_phi(settings.log_phi)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         _private_dir(settings.data_dir)
-        self.store = ObjectStore(settings.store_dir)
+        self.roles = frozenset(getattr(settings, "roles", None) or ("receive", "api", "work"))
+        self.store = open_store(settings)  # local files, or S3 with a local cache
         _private_dir(self.store.root)
         self.store.clean_tmp()
         self.engine, self.sessions = open_index(settings.database_url)
-        self.bus = EventBus(self.sessions)
+        # a process that does not receive hears of new events only by looking, so it looks often
+        self.bus = EventBus(self.sessions, poll_s=1.0 if "receive" in self.roles else 0.2)
+        with startup_lock(self.engine):  # processes starting together write the config's rows one at a time
+            self._wire(settings)
+
+    def _wire(self, settings: Settings) -> None:
         self.clinics = ClinicRegistry(self.sessions)
         self.clinics.sync_config(settings.clinics)
         self.activity = Activity()
+        # several processes on one PostgreSQL index: series held by any gateway's association count as busy
+        self.shared_activity = (SharedActivity(self.engine, self.activity, settings.dicom.quiet_period_s)
+                                if self.engine.dialect.name == "postgresql" else None)
+        busy = self.shared_activity or self.activity
         self.header_keywords = tuple(dict.fromkeys((*HEADER_KEYWORDS, *STUDY_KEYWORDS, *SERIES_KEYWORDS)))
         self.header_reader = HeaderReader(self.header_keywords, max_inflated=settings.dicom.max_dataset_bytes,
                                           spool_dir=self.store.tmp)
@@ -57,8 +85,8 @@ class Gateway:
             self.bus,
             quiet_period_s=settings.dicom.quiet_period_s,
             classify_study=classify_study,
-            is_busy=self.activity.is_busy,
-            released_at=self.activity.released_at,
+            is_busy=busy.is_busy,
+            released_at=busy.released_at,
         )
         # routing: ledger rows are written by a hook inside the transaction that completes a series
         self.router = Router(settings, self.engine, self.sessions, self.store, self.bus)
@@ -69,11 +97,17 @@ class Gateway:
         self.server = None
 
     def start(self, dicom: bool = True) -> None:
+        """Start what ``settings.roles`` asks for: the index writer always (it also stores the objects
+        triage creates), the event dispatcher, routing, triage and alerts for ``work``, the DICOM port
+        (and the series activity other processes see) for ``receive``."""
         self.writer.start()
-        self.bus.start()
-        self.router.start()
-        self.stroke.start()
-        if dicom:
+        if "work" in self.roles:
+            self.bus.start()
+            self.router.start()
+            self.stroke.start()
+        if self.shared_activity is not None and "receive" in self.roles:
+            self.shared_activity.start()
+        if dicom and "receive" in self.roles:
             self.server = start_server(self)
             log.info(
                 "DICOM SCP '%s' listening on %s:%d",
@@ -104,8 +138,11 @@ class Gateway:
             self.server = None
         self.stroke.stop()
         self.writer.stop()
+        if self.shared_activity is not None:
+            self.shared_activity.stop()
         self.bus.stop()
         self.router.stop()
+        self.store.close()
         self.engine.dispose()
 
     def __enter__(self) -> "Gateway":

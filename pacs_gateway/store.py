@@ -8,9 +8,11 @@ and the success status.
 
 from __future__ import annotations
 
+import filecmp
 import logging
 import os
 import shutil
+import socket
 import threading
 import uuid
 import zlib
@@ -73,10 +75,32 @@ def _sync_pool():
         return _pool
 
 
+def process_tag() -> str:
+    """``<host>-<pid>``: names this process's spool folder, so processes sharing a store never touch
+    each other's temp files."""
+    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()[:48]) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
 class ObjectStore:
+    """The local-files object store (the default; see :mod:`pacs_gateway.objectstore`)."""
+
+    kind = "local"
+
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.tmp = self.root / ".tmp"
+        self.spool_root = self.root / ".tmp"
+        self.tmp = self.spool_root / process_tag()  # this process's temp and spool files only
         self.tmp.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
@@ -138,14 +162,74 @@ class ObjectStore:
         (self.root / relpath).unlink(missing_ok=True)
 
     def clean_tmp(self) -> int:
-        """Remove temp files a crash left behind; returns how many."""
+        """Remove temp files a crash left behind; returns how many.
+
+        Only this process's spool folder, the folders of processes of this host that are no longer
+        running, and loose files of older versions: another gateway sharing the store keeps its own.
+        """
         n = 0
-        for p in self.tmp.glob("*.part"):
-            p.unlink(missing_ok=True)
-            n += 1
+        host = process_tag().rsplit("-", 1)[0]
+        for entry in list(self.spool_root.iterdir()) if self.spool_root.is_dir() else []:
+            if entry.is_file() and entry.suffix == ".part":
+                entry.unlink(missing_ok=True)
+                n += 1
+                continue
+            name_host, _, pid = entry.name.rpartition("-")
+            if not entry.is_dir() or name_host != host or not pid.isdigit():
+                continue
+            if entry == self.tmp:
+                for p in self.tmp.iterdir():
+                    if p.is_file():
+                        p.unlink(missing_ok=True)
+                        n += 1
+                    else:
+                        shutil.rmtree(p, ignore_errors=True)
+            elif not _pid_alive(int(pid)):
+                n += sum(1 for p in entry.rglob("*") if p.is_file())
+                shutil.rmtree(entry, ignore_errors=True)
         if n:
             log.info("removed %d partial file(s) left by an earlier crash", n)
         return n
+
+    # the object-store interface (pacs_gateway.objectstore) ---------------------------
+    def same_bytes(self, tmp: Path, relpath: str) -> bool:
+        """Whether the stored object at ``relpath`` has exactly the bytes of the file ``tmp``."""
+        try:
+            return filecmp.cmp(tmp, self.path(relpath), shallow=False)
+        except OSError:
+            return False
+
+    def place(self, tmp: Path, relpath: str, dirs: set[str]) -> str:
+        """Move the fsynced file ``tmp`` to ``relpath``; returns the path recorded in the index.
+
+        ``dirs`` collects the folders to fsync in :meth:`sync_dirs`, which must run (and succeed)
+        before the index commit.
+        """
+        target = self.path(relpath)
+        parent = target.parent
+        if not parent.is_dir():
+            study_dir = parent.parent
+            if not study_dir.is_dir():
+                study_dir.mkdir(parents=True, exist_ok=True)
+                dirs.add(".")
+            parent.mkdir(exist_ok=True)
+            dirs.add(os.path.relpath(study_dir, self.root))
+        os.replace(tmp, target)
+        dirs.add(os.path.dirname(relpath))
+        return relpath
+
+    def fetch(self, paths) -> None:
+        """Make stored objects readable at ``root / relpath`` (``paths``: relpaths or paths under root).
+
+        Local files always are; a remote store downloads them into its local cache.
+        """
+
+    def put_tree(self, relpath: str) -> int:
+        """Publish files written locally under ``root / relpath`` (triage outputs); returns how many."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections and threads (nothing to do for local files)."""
 
     def usage_pct(self) -> float:
         du = shutil.disk_usage(self.root)

@@ -42,6 +42,7 @@ def backoff_s(settings: AlertSettings, attempts: int) -> float:
 
 
 class AlertWorker:
+    fetch = None  # set to the object store's ``fetch`` when it is remote
     def __init__(self, settings: AlertSettings, sessions: sessionmaker, service: AlertService, store_root: Path):
         self.settings, self.sessions, self.service = settings, sessions, service
         self.store_root = Path(store_root)
@@ -166,6 +167,11 @@ class AlertWorker:
             with self.sessions() as s:
                 run = s.get(TriageRun, alert.triage_run_id)
                 rel = f"{run.outputs_dir}/summary.png" if run is not None and run.outputs_dir else None
+        if rel and self.fetch is not None:  # a remote object store: into the local cache first
+            try:
+                self.fetch([rel])
+            except Exception as exc:  # noqa: BLE001 - the e-mail goes without the image
+                log.error("alert %d: summary PNG %s cannot be fetched: %s", alert.id, rel, exc)
         if rel and (self.store_root / rel).is_file():
             path = self.store_root / rel
             try:

@@ -207,6 +207,8 @@ class StrokeLoop:
         self.roster.sync_config(s.oncall)
         self.alerts = AlertService(s.alerts, gateway.sessions, self.roster, on_new=lambda: self.worker.notify())
         self.worker = AlertWorker(s.alerts, gateway.sessions, self.alerts, gateway.store.root)
+        if getattr(gateway.store, "kind", "local") != "local":
+            self.worker.fetch = gateway.store.fetch
         self.pool = ComputePool()
         self.runner = TriageRunner(gateway, self.alerts, self.pool)
         self.jobs = TriageJobs(gateway, self.runner, self.alerts)

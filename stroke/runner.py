@@ -117,7 +117,10 @@ class TriageRunner:
                "created": (run.queued_at.replace(tzinfo=timezone.utc) if run.queued_at.tzinfo is None
                            else run.queued_at).isoformat()}
         timeout = self.settings.triage.lease_s
+        store.fetch([p for u in sources for p in files[u]])  # a remote store: into its local cache first
         doc = self.pool.call(compute.analyze_job, job, timeout=timeout)
+        if doc.get("status") != "rejected":
+            store.put_tree(outputs_rel)  # the summary PNG, for alerts and the viewer on other hosts
         doc.setdefault("algorithm", {"name": "telerad-ctp", "version": run.algorithm_version})
         status = "ok" if doc.get("status") == "ok" else "failed"
         reason = None if rules.outcome(doc) == "triage" else rules.failure_reason(doc)
@@ -131,6 +134,7 @@ class TriageRunner:
         objects = []
         if doc.get("status") != "rejected":
             written = self.pool.call(compute.finish_job, job, timeout=timeout)
+            store.put_tree(outputs_rel)
             objects = results.store_objects(self.gw, written, clinic_id=study.clinic_id)
             results.route_objects(self.gw, run.study_uid, objects, kind="ctp")
         self._set(run.id, state="done", finished_at=utcnow(), lease_until=None,

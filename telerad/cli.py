@@ -13,6 +13,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("pacs_gateway.cli.serve", "run the DICOM gateway and the web service"),
+    "worker": ("pacs_gateway.cli.worker", "run routing, triage and alerts for gateways sharing one index, queue and store"),
     "echo": ("pacs_gateway.cli.echo", "C-ECHO a DICOM peer"),
     "send": ("pacs_gateway.cli.send", "send DICOM files to a peer with C-STORE"),
     "studies": ("pacs_gateway.cli.studies", "list the studies in the index"),

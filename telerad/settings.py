@@ -125,6 +125,35 @@ class QueueSettings(_Section):
         return value
 
 
+class S3StoreSettings(_Section):
+    """An S3-compatible bucket (AWS S3, MinIO, Ceph RGW)."""
+
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    endpoint_url: str | None = None  # None: AWS; e.g. http://minio:9000
+    region: str = "us-east-1"
+    prefix: str = ""  # key prefix, e.g. "telerad/"
+    access_key_id: str | None = None  # None: the AWS default chain (AWS_ACCESS_KEY_ID, instance role)
+    secret_access_key: str | None = None  # or env:NAME (read from that variable)
+    create_bucket: bool = False  # create the bucket at start when missing (development)
+    workers: int = Field(default=16, ge=1, le=128)  # concurrent uploads and downloads per process
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class StoreSettings(_Section):
+    kind: Literal["local", "s3"] = "local"  # local: <data_dir>/store
+    s3: S3StoreSettings | None = None
+    cache_max_gb: float = Field(default=20.0, gt=0)  # s3: local read cache in <data_dir>/s3cache
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> "StoreSettings":
+        if self.kind == "s3" and self.s3 is None:
+            raise ValueError("store.kind = 's3' needs a [store.s3] table with at least 'bucket'")
+        return self
+
+
+ROLES = ("receive", "api", "work")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TELERAD_",
@@ -143,6 +172,10 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     database: DatabaseSettings = DatabaseSettings()
     queue: QueueSettings = QueueSettings()
+    store: StoreSettings = StoreSettings()
+    # what this process runs: receive (DICOM port, index writer, series completion), api (HTTP),
+    # work (routing, triage, alerts); `telerad worker` is ["work"], `telerad serve --no-workers` drops it
+    roles: list[Literal["receive", "api", "work"]] = ["receive", "api", "work"]
     clinics: list[ClinicConfig] = []
     destinations: list[DestinationConfig] = []
     routing: RoutingSettings = RoutingSettings()

@@ -24,6 +24,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--load-samples", action="store_true",
                    help="on first start, push the bundled sample studies in through the DICOM port")
     p.add_argument("--no-http", action="store_true", help="run only the DICOM gateway")
+    p.add_argument("--no-workers", action="store_true",
+                   help="receive and serve the API only; routing, triage and alerts run in 'telerad worker' "
+                        "processes on the shared index, queue and store (setting roles = [\"receive\", \"api\"])")
     return p
 
 
@@ -38,8 +41,13 @@ def main(argv: list[str] | None = None) -> int:
                 "dicom.ae_title": args.ae_title,
                 "dicom.tls_port": args.dicom_tls_port,
                 "dicom.accept_any_ae": args.accept_any_ae,
+                "roles": ["receive", "api"] if args.no_workers else None,
             },
         )
+        if "work" not in settings.roles:
+            from pacs_gateway.cli.worker import check_shared
+
+            check_shared(settings, allow_local=False)  # someone else must route and triage what arrives
         configure_logging(settings.log_level)
         from pacs_gateway.service import Gateway
 
@@ -49,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.load_samples:
                 threading.Thread(target=_load_samples, args=(gateway,), name="samples", daemon=True).start()
             _banner(settings)
-            if args.no_http:
+            if args.no_http or "api" not in settings.roles:
                 _wait_for_signal()
             else:
                 _run_http(gateway)
@@ -69,6 +77,8 @@ def _run_http(gateway) -> None:
     s = gateway.settings
     app = create_app(gateway.sessions, ready=lambda: gateway.server is not None,
                      alerts=gateway.stroke.alerts, store_root=gateway.store.root, settings=s, gateway=gateway)
+    if getattr(gateway.store, "kind", "local") != "local" and getattr(app.state, "metadata", None) is not None:
+        app.state.metadata.fetch = gateway.store.fetch  # DICOMweb metadata reads objects through the S3 cache
     tls = {}
     if s.http.tls_cert is not None:
         import ssl

@@ -59,6 +59,8 @@ def migrate(engine: Engine) -> None:
     cfg.attributes["connection"] = None
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # gateways and workers starting together migrate one at a time
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7412001)")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:

@@ -109,6 +109,20 @@ class Setting(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class SeriesActivity(Base):
+    """Series an association of some gateway process is delivering to (scaled-out completeness).
+
+    Each receiving process refreshes its rows about once a second: ``hold_until`` is a little ahead
+    while an association is open, and the release time plus the quiet period after it closed. No
+    process completes a series with a row still holding it; a dead process's rows simply lapse.
+    """
+
+    __tablename__ = "series_activity"
+    owner: Mapped[str] = mapped_column(String(96), primary_key=True)
+    series_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hold_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class Destination(Base):
     """A place routed instances go: ``dicom`` (C-STORE) or ``dicomweb`` (STOW-RS)."""
 

@@ -73,10 +73,12 @@ class DeliveryWorker:
         options: SenderOptions,
         store_root: Path,
         schedule_retry: Callable[[ledger.Group, datetime], None],
+        fetch: Callable[[list[Path]], None] | None = None,
     ):
         self.engine, self.registry, self.routing = engine, registry, routing
         self.options, self.store_root = options, store_root
         self.schedule_retry = schedule_retry
+        self.fetch = fetch  # a remote object store: download the claimed objects into its local cache
 
     def run(self, group: ledger.Group) -> int:
         """Deliver one group; returns how many rows were delivered."""
@@ -94,6 +96,12 @@ class DeliveryWorker:
                 ledger.requeue(self.engine, owner, claimed, "the destination no longer exists", self.routing)
                 return 0
             with LeaseKeeper(self.engine, owner, self.routing.lease_s):
+                if self.fetch is not None:
+                    try:
+                        self.fetch([c.item.path for c in claimed])
+                    except Exception as exc:  # the object store is unreachable: retry later, lose nothing
+                        self._retry_later(group, owner, claimed, f"cannot read the stored objects: {exc}")
+                        return 0
                 return self._send(group, owner, dest, claimed)
         finally:
             log_context.reset(token)

@@ -50,7 +50,8 @@ class Router:
             stop=self.stop_event,
             implementation=self.routing.sender,
         )
-        self.worker = DeliveryWorker(engine, self.registry, self.routing, self.options, store.root, self._schedule_retry)
+        self.worker = DeliveryWorker(engine, self.registry, self.routing, self.options, store.root, self._schedule_retry,
+                                     fetch=store.fetch if getattr(store, "kind", "local") != "local" else None)
         self.queue = DeliveryQueue(settings, self._deliver_task, self.sweep)
         # a task lost between dequeue and lease is dispatched again after this long
         self.redispatch_after_s = max(60.0, 4 * self.routing.lease_s)

@@ -59,7 +59,7 @@ def test_sigkill_mid_transfer_then_restart(tmp_path):
             sop = dcmread(f, stop_before_pixels=True).SOPInstanceUID
             assert sop in paths, f"acknowledged instance {f} missing after restart"
             assert dataset_bytes(data / "store" / paths[sop]) == dataset_bytes(open(f, "rb").read())
-        assert not list((data / "store" / ".tmp").iterdir()), "partial files must be cleaned up"
+        assert not [p for p in (data / "store" / ".tmp").rglob("*") if p.is_file()], "partial files must be cleaned up"
 
         # re-sending everything completes the study with no duplicate rows
         results = run_storescu_concurrently(batches, "127.0.0.1", server.dicom_port, "MODALITY", "TELERAD")
