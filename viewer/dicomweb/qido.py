@@ -171,7 +171,7 @@ def _modalities_cond(kw: str, value: str):
 
 
 def _instance_number_cond(kw: str, value: str):
-    """InstanceNumber lives in the instances' JSON headers: checked here, matched in Python."""
+    """InstanceNumber lives in the instances' JSON headers: checked here, matched by the caller."""
     if value.strip() not in ("", "*"):
         try:
             int(value)
@@ -354,17 +354,14 @@ def _search_instances(request: Request, reader, study_uid: str | None, series_ui
         q = q.where(Series.series_uid == series_uid)
     q = _apply(q, {k: v for k, v in filters.items() if k in INSTANCE_ATTRS}, INSTANCE_ATTRS, "instance",
                _instance_number_cond)
-    number = filters.get("InstanceNumber")
-    rows = session.execute(q.order_by(Study.id, Series.series_number, Series.id, Instance.id)).all()
-    picked = []
-    for se, st, inst in rows:
-        n = (inst.headers or {}).get("InstanceNumber")
-        if number not in (None, "", "*") and str(n) != str(int(number)):
-            continue
-        picked.append((se, st, inst, n))
-    picked.sort(key=lambda r: (r[1].id, r[0].series_number or 0, r[0].id, _num(r[3]), r[2].id))
+    number_key = Instance.headers["InstanceNumber"].as_integer()
+    number = filters.get("InstanceNumber", "").strip()
+    if number not in ("", "*"):
+        q = q.where(number_key == int(number))
+    q = q.order_by(Study.id, Series.series_number, Series.id, number_key, Instance.id).limit(limit).offset(offset)
+    picked = [(se, st, inst, (inst.headers or {}).get("InstanceNumber")) for se, st, inst in session.execute(q).all()]
     out, memo = [], {}
-    for se, st, inst, n in picked[offset:offset + limit]:
+    for se, st, inst, n in picked:
         pairs = {"SOPInstanceUID": inst.sop_uid, "SOPClassUID": inst.sop_class_uid, "InstanceNumber": n,
                  **_series_pairs(se, st, study_uid is None)}
         if series_uid:
@@ -375,13 +372,6 @@ def _search_instances(request: Request, reader, study_uid: str | None, series_ui
         item.update(_from_metadata(request, se.series_uid, missing, sop_uid=inst.sop_uid, memo=memo))
         out.append(dict(sorted(item.items())))
     return _reply(out)
-
-
-def _num(n) -> int:
-    try:
-        return int(n)
-    except (TypeError, ValueError):
-        return 1 << 30
 
 
 @router.get("/instances", summary="QIDO-RS: search for instances")

@@ -208,6 +208,8 @@ def retrieve_frames(study_uid: str, series_uid: str, sop_uid: str, frames: str, 
     numbers = frame_numbers(frames)
     inst = readable(request, [locate(session, user, store_root(request), study_uid, series_uid, sop_uid)])[0]
     lay = pixels.layout(inst.path)
+    if len(numbers) > lay.frames:  # bounds the answer by the size of the instance's pixel data
+        raise Problem(400, "Invalid frame list", f"{len(numbers)} frame numbers for an instance of {lay.frames} frame(s)")
     as_stored, multipart = _frame_syntax(request.headers.get("accept"), lay.transfer_syntax)
     if as_stored:
         data = pixels.stored_frames(lay, numbers)
