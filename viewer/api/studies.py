@@ -14,13 +14,14 @@ from pacs_gateway.index import queries
 from pacs_gateway.index.models import Clinic, Study
 from viewer.auth import ROLES, CurrentUser, audit, require_clinic, require_roles
 from viewer.api.deps import SessionDep
+from viewer.api.schemas import StudyPublic
 from viewer.problems import Problem
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 AnyRole = Annotated[CurrentUser, Depends(require_roles(*ROLES))]
 
 
-@router.get("")
+@router.get("", response_model=list[StudyPublic])
 def list_studies(session: SessionDep, user: AnyRole, limit: int = Query(200, ge=1, le=1000),
                  offset: int = Query(0, ge=0)) -> list[dict]:
     if user.role != "technician":
@@ -36,7 +37,7 @@ def list_studies(session: SessionDep, user: AnyRole, limit: int = Query(200, ge=
     return out
 
 
-@router.get("/{study_uid}")
+@router.get("/{study_uid}", response_model=StudyPublic)
 def get_study(study_uid: str, session: SessionDep, user: AnyRole, request: Request) -> dict:
     study = queries.get_study(session, study_uid)
     if study is None:
