@@ -75,8 +75,11 @@ def wait_complete(gw: Gateway, series_uids: list[str], timeout: float = 30.0) ->
     raise AssertionError(f"series not complete within {timeout}s: {series_uids}")
 
 
-def start(tmp: Path, *, n_images: int = 6, rows: int = 64, extra_files=None) -> Running:
-    """Start the gateway and the web app; push study A (CT, Clinic A) and study B (JPEG-LS CT, Clinic B)."""
+def start(tmp: Path, *, n_images: int = 6, rows: int = 64, database_url: str | None = None) -> Running:
+    """Start the gateway and the web app; push study A (CT, Clinic A) and study B (JPEG-LS CT, Clinic B).
+
+    ``database_url``: the index (default: SQLite in the data dir).
+    """
     from viewer.auth import users
     from viewer.main import create_app
 
@@ -84,6 +87,7 @@ def start(tmp: Path, *, n_images: int = 6, rows: int = 64, extra_files=None) -> 
         "data_dir": str(tmp / "var"), "dicom.port": free_port(), "dicom.bind": "127.0.0.1",
         "dicom.quiet_period_s": 0.3, "secret_key": "dicomweb-tests-secret-key",
         "clinics": [{"name": "Clinic A", "ae_title": "CLINIC_A"}, {"name": "Clinic B", "ae_title": "CLINIC_B"}],
+        **({"database.url": database_url} if database_url else {}),
     })
     gw = Gateway(settings)
     gw.start()

@@ -318,3 +318,33 @@ def _part10_bytes(tw, study, series, sop) -> bytes:
                   headers={**tw.auth("rad"), "accept": "application/dicom; transfer-syntax=*"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
     return r.content
+
+
+@pytest.mark.postgres
+def test_search_and_metadata_on_postgresql(tmp_path):
+    """The same searches and metadata with the index on PostgreSQL (JSON InstanceNumber, LIKE, date ranges)."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    pg = os.environ.get("TELERAD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
+    name = f"telerad_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - say why the PostgreSQL test cannot run
+        pytest.fail(f"PostgreSQL at {pg} is needed for this test: {exc}")
+    run = None
+    try:
+        run = start(tmp_path, database_url=pg.rsplit("/", 1)[0] + f"/{name}")
+        test_qido_studies_filters_limit_offset_includefield(run)
+        test_qido_series_and_instances(run)
+        test_series_metadata_is_precomputed_and_points_at_bulk_data(run)
+    finally:
+        if run is not None:
+            run.stop()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
