@@ -52,7 +52,9 @@ def test_no_credentials_is_401_and_wrong_clinic_is_403(env):
     assert other.status_code == 403 and "clinic" in other.json()["detail"]
     assert tech.get("/api/triage").status_code == 403
     rad = env.client("rad")
-    assert {s["study_instance_uid"] for s in rad.get("/api/studies").json()} == {STUDY_A, STUDY_B}
+    listed = rad.get("/api/studies")
+    assert {s["study_instance_uid"] for s in listed.json()} == {STUDY_A, STUDY_B}
+    assert "Doe" not in listed.text and "patient" not in listed.text  # the JSON carries no PHI
 
 
 def test_password_change_ends_older_tokens(env):
@@ -110,7 +112,9 @@ def test_health_is_open_on_loopback_only_and_docs_need_a_login(env):
     assert env.client("admin1", host="10.1.2.3").get("/healthz").status_code == 200
     assert env.client().get("/openapi.json").status_code == 401
     assert env.client().get("/docs").status_code == 401
-    assert "/api/studies" in env.client("rad").get("/openapi.json").json()["paths"]
+    spec = env.client("rad").get("/openapi.json").json()
+    assert "/api/studies" in spec["paths"]
+    assert spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == "/api/auth/token"
 
 
 def test_production_refuses_the_default_secret_key(tmp_path, capsys):

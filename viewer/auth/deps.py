@@ -11,13 +11,19 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import OAuth2PasswordBearer
 from starlette.concurrency import run_in_threadpool
 
 from viewer.auth.users import CurrentUser, count_users, load_user
 from viewer.problems import Problem
 
 COOKIE = "telerad_session"
+# Declares the bearer scheme in the OpenAPI document (the /docs "Authorize" button); reading the
+# credentials is current_user's job, so it never answers by itself.
+OAUTH2 = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 ANONYMOUS = CurrentUser("anonymous", "open", frozenset())
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -118,7 +124,7 @@ def require_roles(*roles: str):
     """
     allowed = frozenset(roles)
 
-    async def dependency(request: Request) -> CurrentUser:
+    async def dependency(request: Request, _bearer: Annotated[str | None, Security(OAUTH2)] = None) -> CurrentUser:
         user = await current_user(request)
         if user is ANONYMOUS or user.role in allowed:
             return user
