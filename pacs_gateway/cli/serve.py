@@ -125,6 +125,7 @@ def _banner(settings) -> None:
                 *tls_line,
                 f"  Web:     {scheme}://{host}:{settings.http.port}/healthz",
                 f"  API:     {scheme}://{host}:{settings.http.port}/api/studies",
+                f"  Reading room: {scheme}://{host}:{settings.http.port}/login (accounts: telerad user list)",
                 f"  Viewer:  {scheme}://{host}:{settings.http.port}/ohif/ (DICOMweb: /dicomweb)",
                 f"  Studies: telerad studies --data-dir {data}",
                 f"  Clinics: telerad clinic list --data-dir {data}",
