@@ -4,7 +4,8 @@ WADO-RS metadata requests (``/dicomweb/studies/{s}/series/{se}/metadata``) must 
 re-parse hundreds of files, so the JSON of each series is built once, when the series
 completes or changes (``series.complete``, ``series.updated`` and
 ``instance.new_version`` events), by a worker thread of its own (the event dispatcher
-only queues the series), and kept at ``<store>/.dicomweb/<study>/<series>/<key>.json``.
+only queues the series), and kept at ``<store>/.dicomweb/<study>/<series>/<key>.json`` (with ``<key>.first.json``, the
+first instance alone, for searches).
 
 ``key`` is a fingerprint of the series' current instances in the index (count, newest
 row, sum of versions), so a cached file is valid exactly while it matches the index; a
@@ -40,7 +41,8 @@ BASE_TOKEN = "@@DICOMWEB_BASE@@"
 BULK_THRESHOLD = 1024
 CACHE_DIR = ".dicomweb"
 PIXEL_DATA = 0x7FE00010
-PARSED_KEPT = 16  # series kept parsed in memory for QIDO's includefield
+PARSED_KEPT = 16  # series kept parsed in memory for QIDO's includefield of instances
+FIRST_KEPT = 4096  # first instances kept parsed for study and series searches
 
 
 def series_key(session, series_uid: str) -> tuple[str, str] | None:
@@ -124,6 +126,7 @@ class MetadataCache:
         self._build_locks: dict[str, threading.Lock] = {}
         self._thread: threading.Thread | None = None
         self._parsed: dict[tuple[str, str], list[dict]] = {}
+        self._first: dict[tuple[str, str], dict] = {}
         self.fetch = None  # set to a remote object store's ``fetch``: files are downloaded before reading
 
     # the precompute worker ------------------------------------------------
@@ -196,6 +199,37 @@ class MetadataCache:
                 self._parsed.pop(next(iter(self._parsed)))
         return items
 
+    def first_item(self, series_uid: str) -> dict | None:
+        """The first instance's metadata (study and series attributes for searches), if already built.
+
+        Read from a small ``<key>.first.json`` kept next to the series' file; a series whose metadata
+        is not built yet is queued for the worker and None returned (searches never build it).
+        """
+        with self.sessions() as s:
+            key = series_key(s, series_uid)
+        if key is None:
+            return None
+        with self._lock:
+            hit = self._first.get((series_uid, key[1]))
+        if hit is not None:
+            return hit
+        folder = self._dir(key[0], series_uid)
+        try:
+            item = json.loads((folder / f"{key[1]}.first.json").read_bytes())
+        except FileNotFoundError:
+            try:
+                items = json.loads((folder / f"{key[1]}.json").read_bytes())  # written by an older version
+            except FileNotFoundError:
+                self.schedule(series_uid)
+                return None
+            item = items[0] if items else {}
+            self._write_first(folder, key[1], item)
+        with self._lock:
+            self._first[(series_uid, key[1])] = item
+            while len(self._first) > FIRST_KEPT:
+                self._first.pop(next(iter(self._first)))
+        return item
+
     def get(self, series_uid: str, key: tuple[str, str] | None = None) -> bytes | None:
         """The series' DICOM JSON (with :data:`BASE_TOKEN`), from the cache or built now; None if unknown."""
         if key is None:
@@ -224,9 +258,20 @@ class MetadataCache:
             self._write(study_uid, series_uid, fingerprint, data)
             return data
 
+    def _write_first(self, folder: Path, fingerprint: str, item: dict) -> None:
+        tmp = folder / f".{uuid.uuid4().hex}.tmp"
+        try:
+            tmp.write_bytes(json.dumps(item, separators=(",", ":")).encode())
+            os.replace(tmp, folder / f"{fingerprint}.first.json")
+        except OSError as exc:
+            log.warning("metadata cache: cannot write %s: %s", folder, exc)
+            tmp.unlink(missing_ok=True)
+
     def _write(self, study_uid: str, series_uid: str, fingerprint: str, data: bytes) -> None:
         folder = self._dir(study_uid, series_uid)
         folder.mkdir(parents=True, exist_ok=True)
+        items = json.loads(data)
+        self._write_first(folder, fingerprint, items[0] if items else {})
         tmp = folder / f".{uuid.uuid4().hex}.tmp"
         try:
             with open(tmp, "wb") as f:
@@ -238,5 +283,5 @@ class MetadataCache:
             Path(tmp).unlink(missing_ok=True)
             return
         for old in folder.glob("*.json"):
-            if old.name != f"{fingerprint}.json":
+            if not old.name.startswith(f"{fingerprint}."):
                 old.unlink(missing_ok=True)

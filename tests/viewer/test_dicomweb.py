@@ -89,9 +89,10 @@ def test_qido_bad_queries_are_problems(tw):
 def test_series_metadata_is_precomputed_and_points_at_bulk_data(tw):
     cache_dir = tw.gateway.store.root / ".dicomweb" / STUDY_A / tw.series["a"]
     deadline = time.monotonic() + 20
-    while not list(cache_dir.glob("*.json")):  # written when the series completed, before any request
+    while len(list(cache_dir.glob("*.json"))) < 2:  # written when the series completed, before any request
         assert time.monotonic() < deadline, "series metadata was not precomputed"
         time.sleep(0.1)
+    assert len(list(cache_dir.glob("*.first.json"))) == 1  # the first instance alone, for searches
     c = tw.client()
     meta = c.retrieve_series_metadata(STUDY_A, tw.series["a"])
     assert [m["00200013"]["Value"][0] for m in meta] == [1, 2, 3, 4, 5, 6]

@@ -220,12 +220,14 @@ def _from_metadata(request: Request, series_uid: str, keywords: list[str], *, so
     cache = getattr(request.app.state, "metadata", None)
     if cache is None or not keywords:
         return {}
-    memo = {} if memo is None else memo
-    if series_uid not in memo:
-        items = cache.items(series_uid, build=False)
-        memo[series_uid] = (items, {it.get("00080018", {}).get("Value", [None])[0]: it for it in items})
-    items, by_sop = memo[series_uid]
-    item = by_sop.get(sop_uid, {}) if sop_uid is not None else (items[0] if items else {})
+    if sop_uid is None:
+        item = cache.first_item(series_uid) or {}
+    else:
+        memo = {} if memo is None else memo
+        if series_uid not in memo:
+            items = cache.items(series_uid, build=False)
+            memo[series_uid] = {it.get("00080018", {}).get("Value", [None])[0]: it for it in items}
+        item = memo[series_uid].get(sop_uid, {})
     out = {}
     for kw in keywords:
         tag = tag_for_keyword(kw)
