@@ -23,6 +23,7 @@ from pacs_gateway.index.models import Alert, AlertDelivery, TriageRun
 from stroke.alerts import AlertService, utcnow
 from stroke.channels import ChannelError, send_email, send_webhook
 from stroke.config import AlertSettings
+from stroke.runner import OWNER
 from telerad.secretbox import SecretError
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,19 @@ class AlertWorker:
         The crash may have come after the receiver got the message but before it was recorded;
         the repeat carries the same ``webhook-id`` (and e-mail Message-ID), so receivers drop it,
         and the alert's "sent" step is recorded now instead of after the lease expires.
-        With several gateways on one database this can repeat a send another one is making;
-        the same ids make that harmless too.
+        Only this host's dead processes' sends (``lease_owner``): a send another live worker
+        process is making is left to it, and one of a process on another host to its lease.
         """
+        from stroke.jobs import _alive
+
+        host = OWNER.split(":", 1)[0]
         with self.sessions.begin() as s:
-            n = s.execute(update(AlertDelivery).where(AlertDelivery.state == "sending")
-                          .values(state="pending", lease_until=None, next_attempt_at=utcnow())).rowcount
+            rows = s.execute(select(AlertDelivery.id, AlertDelivery.lease_owner)
+                             .where(AlertDelivery.state == "sending")).all()
+            dead = [r.id for r in rows if r.lease_owner is None or not _alive(r.lease_owner, host)]
+            n = s.execute(update(AlertDelivery).where(AlertDelivery.id.in_(dead), AlertDelivery.state == "sending")
+                          .values(state="pending", lease_until=None, lease_owner=None,
+                                  next_attempt_at=utcnow())).rowcount if dead else 0
             # older versions copied the webhook secret into each delivery row: scrub those copies
             s.execute(update(AlertDelivery).where(AlertDelivery.secret.is_not(None)).values(secret=None))
         if n:
@@ -101,9 +109,11 @@ class AlertWorker:
                       .values(state="pending", lease_until=None))
             ids = list(s.execute(select(AlertDelivery.id).where(
                 AlertDelivery.state == "pending", AlertDelivery.next_attempt_at <= now)).scalars())
-            if ids:
-                s.execute(update(AlertDelivery).where(AlertDelivery.id.in_(ids), AlertDelivery.state == "pending")
-                          .values(state="sending", lease_until=now + timedelta(seconds=LEASE_S)))
+            if ids:  # only the rows this transaction leased: another worker process may have taken some
+                ids = list(s.execute(update(AlertDelivery).where(AlertDelivery.id.in_(ids), AlertDelivery.state == "pending")
+                                     .values(state="sending", lease_until=now + timedelta(seconds=LEASE_S),
+                                             lease_owner=OWNER)
+                                     .returning(AlertDelivery.id)).scalars())
         for delivery_id in ids:
             self._pool.submit(self._send_one, delivery_id)
         if self.service.escalate_due(now):

@@ -283,4 +283,5 @@ class AlertDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(96))  # "host:pid:boot" of the sending process
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
