@@ -92,8 +92,9 @@ def _run_http(gateway) -> None:
         tls = {"ssl_certfile": str(s.http.tls_cert), "ssl_keyfile": str(s.http.tls_key)}
         if s.http.tls_ca is not None:
             tls.update(ssl_ca_certs=str(s.http.tls_ca), ssl_cert_reqs=ssl.CERT_OPTIONAL)
+    # Open event streams (worklist, alerts) never end by themselves: stop waiting for them after 5 s.
     config = uvicorn.Config(app, host=s.http.bind, port=s.http.port, log_level="warning", access_log=False,
-                            lifespan="off", **tls)
+                            lifespan="off", timeout_graceful_shutdown=5, **tls)
     server = uvicorn.Server(config)
     server.run()
     if not server.started:
