@@ -189,10 +189,19 @@ class S3Store(ObjectStore):
 
     # reading ---------------------------------------------------------------------------
     def _relpaths(self, paths: Iterable) -> list[str]:
+        """Relpaths from relpaths or from paths under the cache root (relative or absolute)."""
         out = []
+        root, resolved = self.root, self.root.resolve()
         for p in paths:
             p = Path(p)
-            out.append(str(p.relative_to(self.root)) if p.is_absolute() else str(p))
+            try:
+                rel = p.relative_to(root)
+            except ValueError:
+                try:
+                    rel = p.resolve().relative_to(resolved) if p.is_absolute() or p.parts[:1] == root.parts[:1] else p
+                except ValueError:
+                    rel = p
+            out.append(str(rel))
         return out
 
     def fetch(self, paths) -> None:
