@@ -110,3 +110,21 @@ def test_worklist_filters_from_the_form(env):
     assert STUDY_B in only_b and f'data-study="{STUDY_A}"' not in only_b
     assert c.get("/worklist?priority=routine").text.count("data-study=") == 0  # both are urgent head CTs
     assert c.get("/worklist?priority=bogus").status_code == 422
+
+
+def test_admin_registers_and_removes_a_clinic_from_the_dashboard(env):
+    import re
+
+    c = env.client("admin1", cookie=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin").text).group(1)
+    add = {"action": "add", "name": "Clinic C", "ae_title": "CLINIC_C", "host": "127.0.0.1", "port": "104",
+           "csrf_token": csrf}
+    assert c.post("/admin/clinics", data=add).headers["location"] == "/admin?done=clinic.add"
+    assert "CLINIC_C" in c.get("/admin").text
+    dup = c.post("/admin/clinics", data={**add, "name": "Clinic D"})
+    assert "error=" in dup.headers["location"] and "already registered" in c.get(dup.headers["location"]).text
+    bad = c.post("/admin/clinics", data={**add, "name": "Clinic E", "ae_title": "BAD\\TITLE"})
+    assert "error=" in bad.headers["location"]
+    assert c.post("/admin/clinics", data={"action": "remove", "name": "Clinic C", "csrf_token": csrf}).status_code == 303
+    assert "CLINIC_C" not in c.get("/admin").text
+    assert env.client("rad", cookie=True).post("/admin/clinics", data=add).status_code == 403

@@ -54,10 +54,10 @@ def _overview(request: Request) -> dict:
 
 
 @router.get("/admin", response_class=HTMLResponse)
-async def dashboard(request: Request, user: Admin):
+async def dashboard(request: Request, user: Admin, error: str | None = None, done: str | None = None):
     data = await run_in_threadpool(_figures, request)
     overview = await run_in_threadpool(_overview, request)
-    return render(request, "admin.html", title="Dashboard", m=data, **overview)
+    return render(request, "admin.html", title="Dashboard", m=data, error=error, done=done, **overview)
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
@@ -94,6 +94,38 @@ async def users_change(request: Request, user: Admin, action: Annotated[str, For
 
         return RedirectResponse(f"/admin/users?error={quote(str(exc))}", status_code=303)
     return RedirectResponse(f"/admin/users?done={action}", status_code=303)
+
+
+@router.post("/admin/clinics")
+async def clinics_change(request: Request, user: Admin, action: Annotated[str, Form()],
+                         name: Annotated[str, Form(max_length=128)], ae_title: Annotated[str, Form(max_length=16)] = "",
+                         host: Annotated[str, Form(max_length=255)] = "", port: Annotated[str, Form(max_length=5)] = ""):
+    """Register or remove a sending clinic (as ``telerad clinic add|remove``); the gateway sees it within 2 s."""
+    from pydantic import ValidationError
+
+    from pacs_gateway.clinics import ClinicError, ClinicRegistry
+
+    def change():
+        reg = ClinicRegistry(request.app.state.sessions)
+        if action == "add":
+            if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+                raise ClinicError("port: a number between 1 and 65535")
+            try:
+                reg.add(name.strip(), ae_title.strip(), host.strip() or None, int(port) if port else None)
+            except ValidationError as exc:
+                raise ClinicError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        elif action == "remove":
+            reg.remove(name)
+        else:
+            raise ClinicError(f"action '{action}' is not add or remove")
+        audit.record(request.app.state.sessions, user, f"clinic.{action}", name, ae_title or None)
+    try:
+        await run_in_threadpool(change)
+    except ClinicError as exc:
+        from urllib.parse import quote
+
+        return RedirectResponse(f"/admin?error={quote(str(exc))}", status_code=303)
+    return RedirectResponse(f"/admin?done=clinic.{action}", status_code=303)
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
