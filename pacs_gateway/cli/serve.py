@@ -69,16 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli("telerad serve", body)
 
 
+def web_app(gateway):
+    """The web app of a running gateway; with a remote object store its readers fetch through the cache."""
+    from viewer.main import create_app
+
+    app = create_app(gateway.sessions, ready=lambda: gateway.server is not None, alerts=gateway.stroke.alerts,
+                     store_root=gateway.store.root, settings=gateway.settings, gateway=gateway)
+    if getattr(gateway.store, "kind", "local") != "local" and getattr(app.state, "metadata", None) is not None:
+        app.state.metadata.fetch = gateway.store.fetch  # DICOMweb, triage PNGs and reports read through the cache
+    return app
+
+
 def _run_http(gateway) -> None:
     import uvicorn
 
-    from viewer.main import create_app
-
     s = gateway.settings
-    app = create_app(gateway.sessions, ready=lambda: gateway.server is not None,
-                     alerts=gateway.stroke.alerts, store_root=gateway.store.root, settings=s, gateway=gateway)
-    if getattr(gateway.store, "kind", "local") != "local" and getattr(app.state, "metadata", None) is not None:
-        app.state.metadata.fetch = gateway.store.fetch  # DICOMweb metadata reads objects through the S3 cache
+    app = web_app(gateway)
     tls = {}
     if s.http.tls_cert is not None:
         import ssl

@@ -157,3 +157,33 @@ def test_clean_tmp_keeps_other_live_processes_spool(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def test_web_app_of_another_gateway_reads_objects_from_s3(moto, bucket, tmp_path, pg_url):
+    """Gateway A receives into S3; the web app of gateway B (empty cache) serves the series' metadata and instances."""
+    from fastapi.testclient import TestClient
+    from pydicom import dcmread
+
+    from pacs_gateway.cli.serve import web_app
+
+    values = {**moto.store_settings(bucket), "database.url": pg_url}
+    a = Gateway(make_settings(tmp_path / "a", **values, roles=["receive", "work"]))
+    b = Gateway(make_settings(tmp_path / "b", **values, roles=["api"]))
+    a.start()
+    try:
+        files = write_ct_series(tmp_path / "ct", n_images=3, rows=64, cols=64)
+        assert len(stored_ok(run_storescu(files, "127.0.0.1", a.settings.dicom.port, CLINIC_AE, "TELERAD"))) == 3
+        ds = dcmread(files[0], stop_before_pixels=True)
+        study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+        assert not [p for p in b.store.root.rglob("*.dcm")], "B's cache starts empty"
+        with TestClient(web_app(b)) as client:
+            meta = client.get(f"/dicomweb/studies/{study}/series/{series}/metadata")
+            assert meta.status_code == 200, meta.text
+            assert len(meta.json()) == 3
+            inst = client.get(f"/dicomweb/studies/{study}/series/{series}/instances/{sop}",
+                              headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+            assert inst.status_code == 200, inst.text
+            assert dataset_bytes(files[0]) in inst.content
+    finally:
+        a.stop()
+        b.engine.dispose()

@@ -53,6 +53,12 @@ def summary_png(run_id: int, request: Request, session: SessionDep):
     r = _run(session, run_id)
     root = getattr(request.app.state, "store_root", None)
     path = Path(root) / r.outputs_dir / "summary.png" if root and r.outputs_dir else None
+    fetch = getattr(getattr(request.app.state, "metadata", None), "fetch", None)  # a remote object store
+    if path is not None and fetch is not None:
+        try:
+            fetch([path])
+        except Exception:  # noqa: BLE001 - the store is unreachable: say so below
+            raise Problem(503, "Store unavailable", "the object store cannot be read now; try again") from None
     if path is None or not path.is_file():
         raise Problem(404, "Summary not available", f"triage run {run_id} has no summary image (state {r.state})")
     return FileResponse(path, media_type="image/png")

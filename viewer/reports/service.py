@@ -99,10 +99,17 @@ def save(sessions, user, study_uid: str, *, template: str, body: str, state: str
         return report_dict(s, study_uid)
 
 
-def _source_header(s, store_root: Path, study_uid: str):
+def _store_fetch(app):
+    """A remote object store's ``fetch`` (files into its local cache before reading), or None."""
+    return getattr(getattr(app.state, "metadata", None), "fetch", None)
+
+
+def _source_header(s, store_root: Path, study_uid: str, fetch=None):
     rows = s.execute(select(Instance.path).join(Series, Series.id == Instance.series_id)
                      .join(Study, Study.id == Series.study_id).where(Study.study_uid == study_uid)
                      .order_by(Instance.id).limit(5)).scalars().all()
+    if fetch is not None:
+        fetch(rows)
     for rel in rows:
         try:
             return pydicom.dcmread(Path(store_root) / rel, stop_before_pixels=True)
@@ -138,7 +145,7 @@ def _store_and_route(gateway, study_uid: str, datasets: list) -> list[dict]:
 def _file(app, user, study_uid: str, body: str, kind: str, predecessor: dict | None, number: int) -> list[dict]:
     now = utcnow()
     with app.state.sessions() as s:
-        source = _source_header(s, app.state.store_root, study_uid)
+        source = _source_header(s, app.state.store_root, study_uid, _store_fetch(app))
         _, clinic = _study(s, study_uid)
         series_uid = predecessor["series_uid"] if predecessor else generate_uid()
         pdf_series = predecessor["pdf_series_uid"] if predecessor else generate_uid()
@@ -221,5 +228,7 @@ def report_pdf(app, study_uid: str) -> bytes | None:
         path = s.execute(select(Instance.path).where(Instance.sop_uid == docs[-1]["sop_uid"])).scalar()
     if path is None:
         return None
+    if _store_fetch(app) is not None:
+        _store_fetch(app)([path])
     ds = pydicom.dcmread(Path(app.state.store_root) / path)
     return bytes(ds.EncapsulatedDocument)[: int(ds.get("EncapsulatedDocumentLength", len(ds.EncapsulatedDocument)))]
