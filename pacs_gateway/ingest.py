@@ -254,11 +254,6 @@ class IndexWriter:
             series_seen[series_id] = max(item.received_at, series_seen.get(series_id, item.received_at))
             study_seen[study_id] = max(item.received_at, study_seen.get(study_id, item.received_at))
             outcomes.append(outcome)
-        # the data of the files just renamed, then their directories, then (on leaving the ``with``)
-        # the index: Success is answered only after all three are durable. Syncing the data after the
-        # rename lets one journal commit carry both on ext4 (the directory fsync then finds nothing to do).
-        self.store.sync_files(renamed)
-        self.store.sync_dirs(dirs)
         if new_rows:
             conn.execute(_INSERT_INSTANCE, new_rows)
         if series_seen:
@@ -268,6 +263,11 @@ class IndexWriter:
             )
         if study_seen:
             conn.execute(_UPDATE_STUDY, [{"b_id": sid, "b_seen": seen} for sid, seen in study_seen.items()])
+        # the renamed files' data (their fdatasyncs started at place(), so they overlapped the SQL above),
+        # their directories, then, on leaving the ``with``, the index: Success is answered only after all
+        # three are durable. Syncing the data after the rename lets one journal commit carry both on ext4.
+        self.store.sync_files(renamed)
+        self.store.sync_dirs(dirs)
         return outcomes
 
     def _same_bytes(self, tmp: Path, relpath: str) -> bool:

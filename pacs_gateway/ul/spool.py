@@ -76,6 +76,12 @@ class Spool:
         """Close; the caller owns the file from here. Not yet durable: the index writer fsyncs it
         after renaming it into place, before the index commit (``ingest.IndexWriter``)."""
         try:
+            # start writing the data back now, in the background, so the writer's fdatasync (after the
+            # rename) finds little left to flush; also keeps received images out of the page cache
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+        try:
             os.close(self._fd)
         finally:
             self._fd = -1
