@@ -1,7 +1,8 @@
 """The OHIF Viewer at ``/ohif/``, from the same origin as ``/dicomweb`` (so it sends the login cookie).
 
 ``make viewer`` puts the prebuilt viewer in ``viewer/ohif_dist/`` (:mod:`viewer.ohif_fetch`).
-Its files are served as they are, with long caching for the hashed bundles; every other
+Its files are served as they are (gzipped copies to browsers that accept gzip), with long
+caching for the hashed bundles; every other
 path under ``/ohif/`` (``/ohif/viewer?StudyInstanceUIDs=...``, the study list) is the
 single-page app's ``index.html``, for a logged-in user (others go to the login page and come
 back). ``/ohif/app-config.js`` is ours: one DICOMweb data source, ``/dicomweb``.
@@ -122,7 +123,11 @@ async def ohif_file(path: str, request: Request):
         if target.is_file() and target.is_relative_to(dist.resolve()):
             media = "application/wasm" if target.suffix == ".wasm" else mimetypes.guess_type(target.name)[0]
             cache = "public, max-age=31536000, immutable" if any(h in target.name for h in HASHED) else "no-cache"
-            return FileResponse(target, media_type=media, headers={"cache-control": cache})
+            headers = {"cache-control": cache, "vary": "accept-encoding"}
+            gz = target.with_name(target.name + ".gz")
+            if "gzip" in request.headers.get("accept-encoding", "") and gz.is_file():
+                return FileResponse(gz, media_type=media, headers={**headers, "content-encoding": "gzip"})
+            return FileResponse(target, media_type=media, headers=headers)
         if "." in path.rsplit("/", 1)[-1]:
             return Response(status_code=404)
     return await _index(request, dist)

@@ -103,6 +103,9 @@ def test_series_metadata_is_precomputed_and_points_at_bulk_data(tw):
     assert uri.startswith(tw.dicomweb + "/studies/") and "InlineBinary" not in meta[0]["7FE00010"]
     data = c.retrieve_bulkdata(uri, media_types=("application/octet-stream",))
     assert data[0] == src.PixelData
+    r = httpx.get(f"{tw.dicomweb}/studies/{STUDY_A}/series/{tw.series['a']}/metadata",
+                  headers={**tw.auth("rad"), "accept-encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip" and r.json() == meta  # large JSON goes gzipped
     study_meta = c.retrieve_study_metadata(STUDY_A)
     assert len(study_meta) == 6
     one = c.retrieve_instance_metadata(STUDY_A, tw.series["a"], str(src.SOPInstanceUID))

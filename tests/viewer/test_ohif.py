@@ -119,6 +119,10 @@ def test_ohif_shows_the_study_and_its_triage_seg_and_sr(ctp_study, tmp_path):
             page.wait_for_url("**/ohif/viewer**")
             assert triage.study_uid in page.url
 
+            bundle = next(DIST.glob("app.bundle.*.js")).name
+            r = page.request.get(f"{run.base}/ohif/{bundle}", headers={"accept-encoding": "gzip"})
+            assert r.ok and r.headers.get("content-encoding") == "gzip"  # 17 MB of JavaScript as about 3 MB
+
             pixels = _wait_for_image(page)
             page.screenshot(path=str(shots / "1-ct.png"))
             assert pixels.shape[0] > 200 and pixels.shape[1] > 200

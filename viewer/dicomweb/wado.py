@@ -9,6 +9,7 @@ a client that asks for uncompressed frames gets them decoded.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 
@@ -26,6 +27,7 @@ from viewer.dicomweb.deps import ReaderDep
 from viewer.problems import Problem
 
 router = APIRouter()
+GZIP_MIN_BYTES = 8192
 SERIES = "/studies/{study_uid}/series/{series_uid}"
 INSTANCE = SERIES + "/instances/{sop_uid}"
 
@@ -55,8 +57,13 @@ def _series_json(request: Request, series_uid: str) -> bytes:
     return data.replace(BASE_TOKEN.encode(), dicomweb_base(request).encode())
 
 
-def _json_response(body: bytes) -> Response:
-    return Response(body, media_type=DICOM_JSON)
+def _json_response(body: bytes, request: Request) -> Response:
+    """DICOM JSON, gzipped (fast level) for a client that accepts it when large: a 320-image series'
+    metadata is about 860 KB and 50 KB gzipped, which matters on a clinic's slow link."""
+    if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(gzip.compress(body, compresslevel=1), media_type=DICOM_JSON,
+                        headers={"content-encoding": "gzip", "vary": "accept-encoding"})
+    return Response(body, media_type=DICOM_JSON, headers={"vary": "accept-encoding"})
 
 
 @router.get("/studies/{study_uid}/metadata", summary="WADO-RS: metadata of every instance of a study")
@@ -66,7 +73,7 @@ def study_metadata(study_uid: str, request: Request, reader: ReaderDep):
     audit(request, user, "study.view", study_uid, "dicomweb metadata")
     series = dict.fromkeys(i.series_uid for i in instances(session, store_root(request), study))
     parts = [_series_json(request, uid).strip() for uid in series]
-    return _json_response(b"[" + b",".join(p[1:-1] for p in parts if len(p) > 2) + b"]")
+    return _json_response(b"[" + b",".join(p[1:-1] for p in parts if len(p) > 2) + b"]", request)
 
 
 @router.get(SERIES + "/metadata", summary="WADO-RS: metadata of every instance of a series")
@@ -75,7 +82,7 @@ def series_metadata(study_uid: str, series_uid: str, request: Request, reader: R
     study = check_study(session, user, study_uid)
     instances(session, store_root(request), study, series_uid)  # 404 when the series is not in this study
     audit(request, user, "study.view", study_uid, "dicomweb metadata")
-    return _json_response(_series_json(request, series_uid))
+    return _json_response(_series_json(request, series_uid), request)
 
 
 @router.get(INSTANCE + "/metadata", summary="WADO-RS: metadata of one instance")
@@ -87,7 +94,7 @@ def instance_metadata(study_uid: str, series_uid: str, sop_uid: str, request: Re
     item = [i for i in items if i.get("00080018", {}).get("Value", [None])[0] == sop_uid]
     if not item:
         raise Problem(404, "Instance not found", f"no metadata for instance '{sop_uid}'")
-    return _json_response(json.dumps(item, separators=(",", ":")).encode())
+    return _json_response(json.dumps(item, separators=(",", ":")).encode(), request)
 
 
 # ----------------------------------------------------------------------------- instances
