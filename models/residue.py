@@ -1,13 +1,17 @@
 """Versioned parametric residue model used for model-based CBF/Tmax estimation.
 
-A tissue curve is modelled as ``(rho/k_H) * CBF * (AIF_d (x) R)(t)`` with R(t) = exp(-t / MTT) and AIF_d
-the measured AIF delayed by ``delay`` and dispersed by exp(-t / beta) / beta (the vascular model of
-Calamante 2006 / Mehndiratta 2014). For a grid of (delay, MTT, beta) the unit-CBF curves are built once
-per series ("atoms"); every voxel then picks the atom with the largest normalized correlation (a
-linear least-squares fit of CBF for each atom, solved for all voxels with one matrix product), and the
-delay is refined between grid points by a parabola through the neighbouring scores.
+A tissue curve is modelled as ``(rho/k_H) * CBF * (AIF_d (x) R)(t)`` with R(0) = 1 from one of three
+transit-time families, mean transit time MTT: ``exp`` exp(-t / MTT) (well mixed), ``box`` 1 for t < MTT
+(plug flow) and ``gamma3`` 1 - P(3, 3 t / MTT) (gamma-distributed transit times, shape 3). AIF_d is the
+measured AIF delayed by ``delay`` and dispersed by exp(-t / beta) / beta (the vascular model of
+Calamante 2006 / Mehndiratta 2014). For a grid of (delay, MTT, shape = family x beta) the unit-CBF
+curves are built once per series ("atoms"); every voxel then picks the atom with the largest normalized
+correlation (a linear least-squares fit of CBF for each atom, solved for all voxels with one matrix
+product), and the delay is refined between grid points by a parabola through the neighbouring scores.
 
-Tmax is the time to peak of the fitted effective residue, delay + beta*MTT*ln(MTT/beta)/(MTT-beta).
+Tmax = delay + the time of the maximum of the fitted effective residue (dispersion (x) R), the published
+convention (exponential family: delay + beta*MTT*ln(MTT/beta)/(MTT-beta)); for plug flow, whose dispersed
+residue climbs to a plateau, the time it reaches 95% of it (PEAK_FRACTION).
 """
 
 from __future__ import annotations
@@ -15,13 +19,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 MODEL_NAME = "exp-residue-dispersion-grid"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 RHO_G_PER_ML = 1.04
 K_H = 0.73
 MTT_GRID_S = tuple(np.round(np.geomspace(1.5, 24.0, 13), 3))
-BETA_GRID_S = (0.0, 1.0, 2.0, 3.5)
+#: (family, dispersion beta s) pairs: the "shape" axis of the grid. Exponential only, by measurement
+#: (docs/perfusion.md): with box and gamma3 shapes (FAMILY_SHAPES) short-MTT atoms of another family matched
+#: grey matter and inflated CBF 1.6-2x in some voxels and not others, so rCBF and the core got worse; with
+#: box shapes used for Tmax only (CBF_SHAPES the exponential ones), Tmax > 6 s of plug-flow cases got worse too.
+SHAPES = (("exp", 0.0), ("exp", 1.0), ("exp", 2.0), ("exp", 3.5))
+FAMILY_SHAPES = SHAPES + (("box", 0.0), ("box", 1.0), ("box", 2.0), ("box", 3.5), ("gamma3", 0.0),
+                          ("gamma3", 1.0), ("gamma3", 2.5))
+CBF_SHAPES = tuple(i for i, (fam, _) in enumerate(SHAPES) if fam == "exp")
+#: fraction of its maximum at which a family's effective residue counts as peaked: the maximum itself, except
+#: for plug flow, whose dispersed residue climbs to a plateau (the same rule as the randomized phantom's truth)
+PEAK_FRACTION = {"exp": 1.0, "box": 0.95, "gamma3": 1.0}
+BETA_GRID_S = tuple(b for _, b in SHAPES)
 DELAY_RANGE_S = (-3.0, 18.0)
 FINE_STEPS = 10  # fine sub-steps per frame interval for the model convolution
 
@@ -29,8 +45,9 @@ FINE_STEPS = 10  # fine sub-steps per frame interval for the model convolution
 @dataclass(frozen=True)
 class Dictionary:
     """atoms : (G, T) float32 unit-norm curves; norms : (G,) float64 norm of the unit-CBF curve (HU per
-    mL/100 g/min); delay_s, mtt_s, beta_s : (G,) parameters; shape (n_delay, n_mtt, n_beta) with delay
-    varying slowest; delay_step_s : grid step of the delays."""
+    mL/100 g/min); delay_s, mtt_s, beta_s : (G,) parameters; family : (G,) index into SHAPES; peak_s : (G,)
+    time (s) to the effective residue's peak (PEAK_FRACTION); shape (n_delay, n_mtt,
+    n_shape) with delay varying slowest; delay_step_s : grid step of the delays."""
 
     atoms: np.ndarray
     norms: np.ndarray
@@ -39,15 +56,49 @@ class Dictionary:
     beta_s: np.ndarray
     shape: tuple[int, int, int]
     delay_step_s: float
+    family: np.ndarray
+    peak_s: np.ndarray
 
 
 def residue_tmax(delay_s, mtt_s, beta_s) -> np.ndarray:
-    """Time to peak (s) of exp(-t/beta)/beta (x) exp(-t/MTT), delayed by ``delay_s``."""
+    """Time to peak (s) of exp(-t/beta)/beta (x) exp(-t/MTT), delayed by ``delay_s`` (the analytic maximum)."""
     d, m, b = (np.asarray(v, dtype=np.float64) for v in (delay_s, mtt_s, beta_s))
     bs = np.where(b > 0, b, 1.0)
     ms = np.where(np.abs(m - bs) > 1e-6, m, m + 1e-3)
     peak = bs * ms * np.log(np.maximum(ms / bs, 1e-12)) / (ms - bs)
     return d + np.where(b > 0, peak, 0.0)
+
+
+def residue(t: np.ndarray, family: str, mtt_s: float) -> np.ndarray:
+    """R(t) (K,) of one family with mean transit time ``mtt_s``; t (K,) s from 0."""
+    if family == "exp":
+        return np.exp(-t / mtt_s)
+    if family == "box":
+        return (t < mtt_s).astype(np.float64)
+    if family == "gamma3":
+        return special.gammaincc(3.0, 3.0 * t / mtt_s)
+    raise ValueError(f"Argument 'family' should be 'exp', 'box' or 'gamma3', got {family!r}.")
+
+
+def effective_residue(t: np.ndarray, family: str, mtt_s: float, beta_s: float) -> np.ndarray:
+    """exp(-t/beta)/beta (unit sum) (x) R on the uniform grid t (K,); R itself when beta is 0."""
+    r = residue(t, family, mtt_s)
+    if beta_s <= 0:
+        return r
+    disp = np.exp(-t / beta_s)
+    disp /= disp.sum()
+    return np.convolve(disp, r)[: t.size]
+
+
+def time_to_fraction(t: np.ndarray, h: np.ndarray, fraction: float = 1.0) -> float:
+    """First time (s, linear between samples) the curve h (K,) reaches ``fraction`` of its maximum."""
+    level = fraction * h.max()
+    i = int(np.argmax(h >= level))
+    if i == 0:
+        return float(t[0])
+    y0, y1 = h[i - 1], h[i]
+    w = (level - y0) / (y1 - y0) if y1 > y0 else 0.0
+    return float(t[i - 1] + w * (t[i] - t[i - 1]))
 
 
 def build_dictionary(aif: np.ndarray, dt_s: float) -> Dictionary:
@@ -59,41 +110,47 @@ def build_dictionary(aif: np.ndarray, dt_s: float) -> Dictionary:
     aif_f = np.interp(fine_t, times, np.asarray(aif, dtype=np.float64))
     step = dt_s / 2.0
     delays = np.arange(DELAY_RANGE_S[0], DELAY_RANGE_S[1] + 1e-9, step)
-    mtts, betas = np.asarray(MTT_GRID_S), np.asarray(BETA_GRID_S)
+    mtts = np.asarray(MTT_GRID_S)
     scale = (RHO_G_PER_ML / K_H) / 6000.0 * fine_dt
-    curves = np.empty((len(mtts), len(betas), fine_t.size))
+    long_t = np.arange(0.0, max(fine_t[-1], 3.0 * mtts[-1]) + fine_dt / 2, fine_dt)  # whole residue for peak_s
+    curves = np.empty((len(mtts), len(SHAPES), fine_t.size))
+    peaks = np.empty((len(mtts), len(SHAPES)))
     for i, m in enumerate(mtts):
-        residue = np.exp(-fine_t / m)
-        for j, b in enumerate(betas):
-            h = residue
-            if b > 0:
-                disp = np.exp(-fine_t / b)
-                disp /= disp.sum()
-                h = np.convolve(disp, residue)[: fine_t.size]
-            curves[i, j] = np.convolve(aif_f, h)[: fine_t.size] * scale
+        for j, (fam, b) in enumerate(SHAPES):
+            h = effective_residue(long_t, fam, m, b)
+            if fam == "exp":  # exact
+                peaks[i, j] = float(residue_tmax(0.0, m, b))
+            else:
+                peaks[i, j] = time_to_fraction(long_t, h, PEAK_FRACTION[fam])
+            curves[i, j] = np.convolve(aif_f, h[: fine_t.size])[: fine_t.size] * scale
     # delay: sample each fine curve at times - delay (zero before the start)
     shifted = times[None, :] - delays[:, None]  # (n_delay, T)
     idx = shifted / fine_dt
     lo = np.clip(np.floor(idx).astype(int), 0, fine_t.size - 2)
     w = np.clip(idx - lo, 0.0, 1.0)
     valid = shifted >= 0
-    c_lo = curves[:, :, lo]  # (n_mtt, n_beta, n_delay, T)
+    c_lo = curves[:, :, lo]  # (n_mtt, n_shape, n_delay, T)
     c_hi = curves[:, :, lo + 1]
     sampled = np.where(valid, c_lo * (1 - w) + c_hi * w, 0.0)
-    atoms = np.transpose(sampled, (2, 0, 1, 3)).reshape(-1, t)  # (n_delay * n_mtt * n_beta, T)
+    atoms = np.transpose(sampled, (2, 0, 1, 3)).reshape(-1, t)  # (n_delay * n_mtt * n_shape, T)
     norms = np.linalg.norm(atoms, axis=1)
     atoms = atoms / np.maximum(norms, 1e-12)[:, None]
-    dd, mm, bb = np.meshgrid(delays, mtts, betas, indexing="ij")
+    n_shape = len(SHAPES)
+    dd, mm, jj = np.meshgrid(delays, mtts, np.arange(n_shape), indexing="ij")
+    pk = np.broadcast_to(peaks[None], (len(delays), len(mtts), n_shape))
     return Dictionary(atoms=atoms.astype(np.float32), norms=norms, delay_s=dd.ravel(), mtt_s=mm.ravel(),
-                      beta_s=bb.ravel(), shape=(len(delays), len(mtts), len(betas)), delay_step_s=step)
+                      beta_s=np.asarray(BETA_GRID_S)[jj.ravel()], shape=(len(delays), len(mtts), n_shape),
+                      delay_step_s=step, family=jj.ravel(), peak_s=pk.ravel().copy())
 
 
-def select(best: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The best atom over all dispersion levels. best, score : (N, n_beta) per level -> (N,), (N,).
+def select(best: np.ndarray, score: np.ndarray, groups: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The best atom over the shape groups (all, or the listed ones). best, score : (N, n_shape) -> (N,), (N,).
 
     Measured alternatives (docs/perfusion.md): an AIC-style penalty on dispersion and a posterior
     average over the levels both moved the phantom volumes further from truth.
     """
+    if groups is not None:
+        best, score = best[:, list(groups)], score[:, list(groups)]
     j = score.argmax(axis=1)
     rows = np.arange(score.shape[0])
     return best[rows, j], score[rows, j]
@@ -129,7 +186,7 @@ def refine(dic: Dictionary, conc: np.ndarray, best: np.ndarray, score: np.ndarra
     delay = dic.delay_s[best] + off * dic.delay_step_s
     cbf = np.maximum(peak, 0.0) / dic.norms[best]
     mtt = dic.mtt_s[best]
-    tmax = residue_tmax(delay, mtt, dic.beta_s[best])
+    tmax = delay + dic.peak_s[best]
     return {"cbf": cbf.astype(np.float32), "mtt_fit": mtt.astype(np.float32), "tmax": tmax.astype(np.float32),
             "delay": delay.astype(np.float32)}
 

@@ -6,6 +6,7 @@ Examples::
     telerad phantom /tmp/ctp --size 512 --slices 32 --times 40 --layout per_timepoint --shuffle
     telerad phantom /tmp/ctp --no-aif          # a real CTP without a usable AIF (analysis must fail)
     telerad phantom /tmp/tiles --tiles         # Kudo-style grid of CBF x MTT x delay
+    telerad phantom /tmp/rand --random --seed 1003   # randomized head (issue 8 generalization set)
 
 Writes the DICOM files, ``truth.json`` (true core, Tmax > 6 s and > 10 s
 volumes and every parameter) and, with ``--truth-maps``, ``truth_maps.npz``.
@@ -32,8 +33,8 @@ def build_parser() -> ArgumentParser:
                        "its ground truth (truth.json).")
     p.add_argument("outdir", metavar="OUTDIR", help="folder to write (created; must be empty or absent)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
-    p.add_argument("--size", type=int, default=256, help="rows and columns (default 256)")
-    p.add_argument("--slices", type=int, default=16, help="slices (default 16)")
+    p.add_argument("--size", type=int, default=None, help="rows and columns (default 256; --random: drawn)")
+    p.add_argument("--slices", type=int, default=None, help="slices (default 16; --random: drawn, this is a maximum)")
     p.add_argument("--times", type=int, default=40, help="time points (default 40)")
     p.add_argument("--dt", type=float, default=1.5, help="seconds between time points (default 1.5)")
     p.add_argument("--noise", type=float, default=10.0, help="noise standard deviation in HU (default 10)")
@@ -52,14 +53,22 @@ def build_parser() -> ArgumentParser:
                    help="one series, or one series per time point")
     p.add_argument("--shuffle", action="store_true", help="random file names and write order, one flat folder")
     p.add_argument("--tiles", action="store_true", help="write the Kudo-style tile phantom instead of a head")
+    p.add_argument("--random", action="store_true",
+                   help="a randomized head drawn from --seed (anatomy, vessels, residue family, sampling, noise, "
+                        "motion, slab and matrix; sample_dicom.random_phantom); other options except --size and "
+                        "--slices are ignored")
     p.add_argument("--truth-maps", action="store_true", help="also write truth_maps.npz (true maps per voxel)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
     return p
 
 
 def _check(args) -> None:
+    if args.random and args.tiles:
+        raise UsageError("--random and --tiles are different phantoms; choose one.")
+    if args.random and args.size not in (None, 256, 512):
+        raise UsageError(f"--size with --random should be 256 or 512, not {args.size}.")
     for name, value, low in (("--size", args.size, 16), ("--slices", args.slices, 1), ("--times", args.times, 2)):
-        if value < low:
+        if value is not None and value < low:
             raise UsageError(f"{name} should be at least {low}, not {value}.")
     if args.dt <= 0 or args.noise < 0 or args.motion < 0:
         raise UsageError("--dt must be positive; --noise and --motion must not be negative.")
@@ -88,7 +97,12 @@ def _run(argv: list[str] | None) -> int:
     from sample_dicom.writer import write_phantom
 
     t0 = time.perf_counter()
-    if args.tiles:
+    if args.random:
+        from sample_dicom.random_phantom import make_random_phantom
+
+        phantom = make_random_phantom(args.seed, matrix=args.size, max_slices=args.slices)
+        truth_maps = phantom.truth_maps
+    elif args.tiles:
         from sample_dicom.tiles import make_tile_phantom
 
         tp = make_tile_phantom(seed=args.seed, n_times=args.times, dt_s=args.dt, noise_hu=args.noise)
@@ -99,9 +113,10 @@ def _run(argv: list[str] | None) -> int:
     else:
         from sample_dicom.phantom import make_phantom
 
-        pixel = args.pixel_mm or FOV_MM / args.size
+        size, slices = args.size or 256, args.slices or 16
+        pixel = args.pixel_mm or FOV_MM / size
         phantom = make_phantom(
-            seed=args.seed, shape=(args.slices, args.size, args.size), n_times=args.times, dt_s=args.dt,
+            seed=args.seed, shape=(slices, size, size), n_times=args.times, dt_s=args.dt,
             noise_hu=args.noise, lesion=args.lesion, core_scale=args.core_scale,
             penumbra_scale=args.penumbra_scale, delay_s=args.delay, motion_mm=args.motion,
             spacing_mm=(args.slice_mm, pixel, pixel),

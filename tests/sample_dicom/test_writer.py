@@ -193,3 +193,16 @@ def test_bundled_samples_are_deterministic_and_generated_once(tmp_path):
     assert (tmp_path / "a" / ".ncct_head.complete").is_file() and len(list(ncct.glob("*.dcm"))) == 20
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         ".ctp_left_mca.complete", ".ncct_head.complete", "ctp_left_mca", "ctp_left_mca.truth.json", "ncct_head"]
+
+
+def test_phantom_cli_random(tmp_path, capsys):
+    out = tmp_path / "rand"
+    assert phantom_main([str(out), "--random", "--seed", "1003", "--slices", "3", "--size", "256"]) == 0
+    truth = json.loads((out / "truth.json").read_text())
+    p = truth["parameters"]
+    assert p["seed"] == 1003 and p["matrix"] == 256 and p["slices"] == 3
+    assert p["residue"]["family"] in ("exp", "box", "gamma") and 25 <= p["n_times"] <= 60
+    assert truth["dicom"]["n_files"] == 3 * p["n_times"]
+    assert phantom_main([str(tmp_path / "x"), "--random", "--tiles"]) == 2
+    assert "choose one" in capsys.readouterr().err
+    assert phantom_main([str(tmp_path / "y"), "--random", "--size", "300"]) == 2

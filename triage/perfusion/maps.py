@@ -24,12 +24,13 @@ RHO_G_PER_ML = 1.04
 K_H = 0.73
 METHOD = "model"           # chosen on the phantoms (docs/perfusion.md)
 SHAPE_SIGMA_FACTOR = 2.5   # shapes are fitted on data smoothed this much more than the amplitude
+SHAPE_SIGMA_MAX_PX = 3.0   # ... but no wider (working pixels): wider blurs the lesion's delays into its surroundings
 MTT_FROM_FIT = True        # MTT from the fitted residue (True) or CBV / CBF (False)
 MTT_MAX_S = 30.0
 REFINE_ON_LIGHT = True     # refine the delay and score on the lightly smoothed data (measured: +1-2% Tmax volumes)
 BCSVD_MAP = True           # also output the block-circulant oSVD CBF map "cbf_bcsvd"
 OI_MAX = 0.12              # oscillation-index ceiling of the oSVD (Wu 2003 used 0.035-0.095 at lower SNR)
-TARGET_NOISE_HU = 1.4      # residual noise wanted after smoothing, per 1.5 s of acquisition
+TARGET_NOISE_HU = 1.7      # residual noise wanted after smoothing, per 1.5 s (1.4 with the old sd estimate, 17% low)
 SIGMA_RANGE_PX = (0.7, 3.0)
 
 
@@ -50,6 +51,7 @@ def fit_curves(c: np.ndarray, aif: np.ndarray, dt_s: float, backend, *, noise_hu
     CBV is the model-free area ratio in both; MTT is the fitted one ("model", when MTT_FROM_FIT) or
     CBV / CBF, clipped to [0, MTT_MAX_S]. ``c_shape`` (T, N): more smoothed curves for the model's shape.
     ``noise_hu`` is the per-frame noise left in ``c`` (reported, and kept for noise-aware choices).
+    "fit_r2" (float): the share of the shape data's energy the fitted curves explain (model only).
     """
     method = METHOD if method is None else method
     oi_max = OI_MAX if oi_max is None else oi_max
@@ -57,16 +59,25 @@ def fit_curves(c: np.ndarray, aif: np.ndarray, dt_s: float, backend, *, noise_hu
     if method == "model":
         dic = residue.build_dictionary(aif, dt_s)
         cs = c if c_shape is None else c_shape
-        best, score = backend.match(cs, dic.atoms, dic.shape[2])
-        best, score = residue.select(best, score)
-        if REFINE_ON_LIGHT and c_shape is not None:
-            res = residue.refine(dic, c, best, residue.dots(c, dic.atoms, best).astype(np.float32))
-        else:
-            res = residue.refine(dic, cs, best, score)
-        if c_shape is not None:  # amplitude from the lightly smoothed data, projected on the fitted shape
-            res["cbf"] = residue.amplitude(dic, c, best, res["delay"])
-        cbf, tmax = res["cbf"], res["tmax"]
+        best_g, score_g = backend.match(cs, dic.atoms, dic.shape[2])
+        fits = []
+        all_groups = len(residue.CBF_SHAPES) == dic.shape[2]
+        for groups in ((None,) if all_groups else (residue.CBF_SHAPES, None)):  # CBF: CBF_SHAPES; Tmax: all
+            best, score = residue.select(best_g, score_g, groups)
+            if REFINE_ON_LIGHT and c_shape is not None:
+                res = residue.refine(dic, c, best, residue.dots(c, dic.atoms, best).astype(np.float32))
+            else:
+                res = residue.refine(dic, cs, best, score)
+            if c_shape is not None:  # amplitude from the lightly smoothed data, projected on the fitted shape
+                res["cbf"] = residue.amplitude(dic, c, best, res["delay"])
+            fits.append(res)
+        res = fits[0]
+        cbf, tmax = res["cbf"], fits[-1]["tmax"]
+        top = residue.select(best_g, score_g)[1]
+        energy = float(np.einsum("tn,tn->", cs, cs, dtype=np.float64))
+        fit_r2 = float(np.sum(np.square(top, dtype=np.float64)) / energy) if energy > 0 else 0.0
     elif method == "osvd":
+        fit_r2 = float("nan")
         dec = backend.deconvolve(c, aif, dt_s, oi_max=oi_max)
         peak, tmax = dec.peak, dec.tmax_s
         cbf = peak * np.float32(factor * 6000.0)
@@ -79,7 +90,7 @@ def fit_curves(c: np.ndarray, aif: np.ndarray, dt_s: float, backend, *, noise_hu
     else:
         mtt = np.where(cbf > 1e-3, 60.0 * cbv / np.maximum(cbf, 1e-3), 0.0)
     mtt = np.clip(mtt, 0.0, MTT_MAX_S).astype(np.float32)
-    return {"cbf": cbf.astype(np.float32), "cbv": cbv, "mtt": mtt, "tmax": tmax.astype(np.float32)}
+    return {"cbf": cbf.astype(np.float32), "cbv": cbv, "mtt": mtt, "tmax": tmax.astype(np.float32), "fit_r2": fit_r2}
 
 
 def bbox(mask: np.ndarray, pad: int = 2) -> tuple[slice, ...]:
@@ -90,10 +101,12 @@ def bbox(mask: np.ndarray, pad: int = 2) -> tuple[slice, ...]:
 
 
 def baseline_noise(conc: np.ndarray, tissue: np.ndarray, baseline_end: int) -> float:
-    """Median over tissue of the per-voxel sd of the baseline frames (HU). conc : (T, Z, y, x)."""
-    if baseline_end < 2:
-        return float(np.median(np.abs(np.diff(conc[:3][:, tissue], axis=0)))) / 0.954
-    return float(np.median(conc[:baseline_end][:, tissue].std(axis=0, ddof=1)))
+    """Per-frame noise sd (HU) over tissue from the baseline frames of conc (T, Z, y, x): the median absolute
+    deviation of frame-to-frame differences / sqrt(2) (static anatomy cancels; the first two frames are
+    used when the baseline is shorter)."""
+    from triage.perfusion.bolus import robust_noise
+
+    return robust_noise(conc[: max(2, baseline_end)][:, tissue])
 
 
 def perfusion_maps(conc: np.ndarray, tissue: np.ndarray, aif: np.ndarray, dt_s: float, backend, *,
@@ -110,7 +123,7 @@ def perfusion_maps(conc: np.ndarray, tissue: np.ndarray, aif: np.ndarray, dt_s: 
     c = backend.smooth_inplane(raw, sigma, sub_mask)[:, sub_mask]  # (T, N)
     c_shape = None
     if method == "model" and SHAPE_SIGMA_FACTOR > 1:
-        c_shape = backend.smooth_inplane(raw, sigma * SHAPE_SIGMA_FACTOR, sub_mask)[:, sub_mask]
+        c_shape = backend.smooth_inplane(raw, min(sigma * SHAPE_SIGMA_FACTOR, SHAPE_SIGMA_MAX_PX), sub_mask)[:, sub_mask]
     fit = fit_curves(c, aif, dt_s, backend, noise_hu=noise_hu / (2.0 * np.sqrt(np.pi) * sigma), method=method,
                      oi_max=oi_max, c_shape=c_shape)
     out = {}
@@ -128,6 +141,7 @@ def perfusion_maps(conc: np.ndarray, tissue: np.ndarray, aif: np.ndarray, dt_s: 
         full[box][sub_mask] = vals
         out[name] = full
     out["sigma_px"] = sigma
+    out["fit_r2"] = fit["fit_r2"]
     out["noise_after_hu"] = noise_hu / (2.0 * np.sqrt(np.pi) * sigma)
     peak = c.max(axis=0)
     out["tissue_peak_hu"] = float(np.median(peak))

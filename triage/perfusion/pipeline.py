@@ -110,13 +110,17 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
     base_w = work[:be_end].mean(axis=0)
     work -= base_w[None]  # work is now the enhancement (T, Z, y, x)
     brain_w = grid.downsample_mask(m["brain"], k, 1.0)
-    sel = bolus.select_aif_vof(hu, work, brain_w, times, be_end, k, mot["params"], keep)
+    noise_native = _native_noise(hu, m["tissue"], still if len(still) >= 2 else list(kept_idx[:max(2, be_end)]))
+    sel = bolus.select_aif_vof(hu, work, brain_w, tissue_w, times, be_end, k, mot["params"], keep, noise_native)
     clock.lap("aif")
     aif_report = quality.curve_report(sel.get("aif_raw"), sel.get("aif_voxels"), series.affine, times,
                                       partial_volume_scale=round(float(sel.get("scale", 1.0)), 3))
     vof_report = quality.curve_report(sel.get("vof"), sel.get("vof_voxels"), series.affine, times)
+    aif_report = {**aif_report, "tissue_time_to_peak_s": round(float(sel.get("tissue_ttp_s", float("nan"))), 2)} \
+        if aif_report else aif_report
     if not sel["ok"]:
-        warnings.append(quality.warning("no_aif", "fatal", f"no usable arterial input function: {sel['reason']}."))
+        warnings.append(quality.warning("no_aif", "fatal", f"no usable arterial input function: {sel['reason']}.",
+                                        vein_like=bool(sel.get("vein_like", False))))
         return quality.failed_result(series, be, warnings, clock.done(), max_displacement_mm=max_mm,
                                      aif=aif_report, vof=vof_report)
     if sel["aif_peak_hu"] < bolus.WEAK_AIF_HU:
@@ -163,6 +167,12 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
                                         "tissue has not washed out by the last frame; the acquisition is too short "
                                         "and late (hypoperfused) tissue is under-measured.",
                                         unwashed_fraction=pm["unwashed_fraction"]))
+    warnings += quality.noise_warnings(noise_native, k)
+    if pm["fit_r2"] < quality.MIN_FIT_R2:
+        warnings.append(quality.warning("poor_fit", "warning", f"the perfusion model explains only "
+                                        f"{100 * pm['fit_r2']:.0f}% of the tissue signal (expected > "
+                                        f"{100 * quality.MIN_FIT_R2:.0f}%); the AIF or the data are not trustworthy.",
+                                        fit_r2=pm["fit_r2"]))
     cnr = pm["tissue_peak_hu"] / max(pm["noise_after_hu"], 1e-6)
     if cnr < quality.MIN_CNR:
         warnings.append(quality.warning("low_cnr", "warning", f"tissue contrast-to-noise {cnr:.1f} is below "
@@ -175,7 +185,7 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
     out_maps.update(core=seg["core"], tmax6=seg["tmax6"], tmax10=seg["tmax10"], brain=brain)
     q = {"reliable": quality.is_reliable(warnings), "warnings": warnings, "max_displacement_mm": max_mm,
          "dropped_frames": [int(i) for i in np.flatnonzero(~keep)], "aif": aif_report, "vof": vof_report,
-         "cnr": cnr, "noise_hu": noise_w, "smoothing_sigma_mm": pm["sigma_px"] * pix_mm,
+         "cnr": cnr, "noise_hu": noise_w, "noise_native_hu": noise_native, "fit_r2": pm["fit_r2"], "smoothing_sigma_mm": pm["sigma_px"] * pix_mm,
          "working_pixel_mm": pix_mm, "baseline_frames": be_end, "reference_cbf": seg["reference_cbf"],
          "reference_ml": seg["reference_ml"], "hemisphere_tmax6_ml": {"left": seg["left_ml"], "right": seg["right_ml"]},
          "time_resampled": bool(facts["irregular"] or not keep.all()), "unwashed_fraction": pm["unwashed_fraction"]}
@@ -185,6 +195,15 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
         tmax10_ml=met["tmax10_ml"], mismatch_ml=met["mismatch_ml"], mismatch_ratio=met["mismatch_ratio"],
         hypoperfusion_intensity_ratio=met["hypoperfusion_intensity_ratio"], affected_side=seg["affected_side"],
         eligibility=met["eligibility"], quality=q, timings_s=clock.done(), maps=out_maps)
+
+
+def _native_noise(hu: np.ndarray, tissue: np.ndarray, frames: list[int]) -> float:
+    """Per-voxel noise sd (HU) of the native data: robust frame-difference MAD over baseline frames of tissue
+    (every other row and column: plenty of voxels, a quarter of the reads)."""
+    sub = tissue[:, ::2, ::2]
+    if not sub.any():
+        return float("nan")
+    return bolus.robust_noise(np.stack([hu[i][:, ::2, ::2][sub] for i in frames]))
 
 
 def masks_struct() -> np.ndarray:

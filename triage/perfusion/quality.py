@@ -12,6 +12,8 @@ MOTION_WARN_MM = 3.0
 MIN_CNR = 5.0
 MIN_COVERAGE_MM = 40.0
 SEVERITIES = ("info", "warning", "fatal")
+NOISE_RANGE_HU = (1.0, 40.0)  # per native voxel; CT perfusion is about 5-20 HU
+MIN_FIT_R2 = 0.80             # share of the (shape-smoothed) tissue signal energy the fitted curves explain
 
 
 def warning(code: str, severity: str, message: str, **numbers) -> dict:
@@ -33,6 +35,16 @@ def motion_warnings(max_mm: float, n_dropped: int, n_frames: int) -> list[dict]:
         out.append(warning("motion", "info", f"head moved up to {max_mm:.1f} mm in-plane; frames were realigned.",
                            max_displacement_mm=max_mm, dropped_frames=0))
     return out
+
+
+def noise_warnings(noise_native_hu: float, bin_factor: int) -> list[dict]:
+    """An implausible baseline noise (per native voxel) means the baseline or the data are not what they seem."""
+    lo, hi = NOISE_RANGE_HU
+    if np.isfinite(noise_native_hu) and lo <= noise_native_hu <= hi:
+        return []
+    return [warning("noise", "warning", f"the baseline noise is {noise_native_hu:.1f} HU per voxel, outside the "
+                    f"plausible {lo:g}-{hi:g} HU; the baseline frames or the data may be wrong.",
+                    noise_hu=float(noise_native_hu), bin_factor=bin_factor)]
 
 
 def coverage_warnings(nz: int, dz: float, lesion_touches_edge: bool) -> list[dict]:

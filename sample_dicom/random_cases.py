@@ -1,0 +1,40 @@
+"""Seed ranges and the scoring rule of the randomized-phantom generalization test (issue 8).
+
+Tuning seeds 0-99 may be looked at while developing the engine; held-out seeds 1000-1039 are only
+scored (benchmarks/bench_generalization.py writes benchmarks/results/triage_generalization.json, and
+tests/triage/test_perfusion_generalization.py asserts on a subset of them).
+"""
+
+from __future__ import annotations
+
+TUNING_SEEDS = tuple(range(0, 100))
+HELDOUT_SEEDS = tuple(range(1000, 1040))
+CORE_TOL = (5.0, 0.15)    # within max(5 mL, 15% of truth)
+TMAX6_TOL = (10.0, 0.15)  # within max(10 mL, 15% of truth)
+CLEAN_MAX_ML = 5.0        # lesion-free: core and Tmax > 6 s below this
+
+
+def within(measured: float | None, truth: float, tol: tuple[float, float]) -> bool:
+    return measured is not None and abs(measured - truth) <= max(tol[0], tol[1] * truth)
+
+
+def score_case(result, truth: dict) -> dict:
+    """Compare one ``TriageResult`` with a random phantom's truth. Returns JSON-safe numbers and ``ok``."""
+    r = result
+    lesion = truth.get("lesion_side") is not None
+    out = {"status": r.status, "core_ml": r.core_ml, "core_truth_ml": truth["core_ml"], "tmax6_ml": r.tmax6_ml,
+           "tmax6_truth_ml": truth["tmax6_ml"], "side": r.affected_side, "side_truth": truth["affected_side"],
+           "reliable": bool(r.quality.get("reliable")),
+           "warnings": sorted({w["code"] for w in r.quality.get("warnings", [])})}
+    if r.status != "ok":
+        out.update(ok=False, core_err_ml=None, tmax6_err_ml=None, reason="analysis failed")
+        return out
+    out["core_err_ml"] = r.core_ml - truth["core_ml"]
+    out["tmax6_err_ml"] = r.tmax6_ml - truth["tmax6_ml"]
+    core_ok = within(r.core_ml, truth["core_ml"], CORE_TOL)
+    tmax_ok = within(r.tmax6_ml, truth["tmax6_ml"], TMAX6_TOL)
+    side_ok = r.affected_side == truth["affected_side"]
+    clean_ok = lesion or (r.core_ml < CLEAN_MAX_ML and r.tmax6_ml < CLEAN_MAX_ML)
+    out.update(core_ok=core_ok, tmax6_ok=tmax_ok, side_ok=side_ok, clean_ok=clean_ok,
+               ok=bool(core_ok and tmax_ok and side_ok and clean_ok))
+    return out
