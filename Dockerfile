@@ -81,8 +81,9 @@ EXPOSE 11112 8080
 USER telerad
 WORKDIR /var/lib/telerad
 
-# No curl in the slim image: ask /healthz with the Python standard library.
+# No curl in the slim image: ask /healthz with the Python standard library, over HTTPS when
+# TELERAD_HTTP__TLS_CERT is set (a loopback self-check: the certificate names the public host).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('TELERAD_HTTP__PORT', '8080'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"]
+  CMD ["python", "-c", "import os, ssl, sys, urllib.request; port = os.environ.get('TELERAD_HTTP__PORT', '8080'); tls = bool(os.environ.get('TELERAD_HTTP__TLS_CERT')); url = f'https://127.0.0.1:{port}/healthz' if tls else f'http://127.0.0.1:{port}/healthz'; sys.exit(0 if urllib.request.urlopen(url, timeout=4, context=ssl._create_unverified_context() if tls else None).status == 200 else 1)"]
 
 CMD ["telerad", "serve", "--config", "/etc/telerad/telerad.toml"]

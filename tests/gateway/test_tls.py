@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -117,3 +121,13 @@ def test_https_api_with_a_generated_ca(tmp_path, pki):
         with pytest.raises(httpx.HTTPError):  # no plain HTTP on the HTTPS port
             httpx.get(f"http://127.0.0.1:{serve.http_port}/healthz", timeout=5)
         assert "https://127.0.0.1" in serve.log()
+        # the Docker image's health check follows TELERAD_HTTP__TLS_CERT to HTTPS
+        probe = _docker_healthcheck()
+        env = {**os.environ, "TELERAD_HTTP__PORT": str(serve.http_port), "TELERAD_HTTP__TLS_CERT": str(pki["server"].cert)}
+        assert subprocess.run([sys.executable, *probe[1:]], env=env, timeout=30).returncode == 0
+
+
+def _docker_healthcheck() -> list[str]:
+    text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    line = text[text.index("HEALTHCHECK"):].split("CMD", 1)[1].splitlines()[0].strip()
+    return json.loads(line)
