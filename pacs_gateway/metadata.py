@@ -256,7 +256,9 @@ class MetadataCache:
                 return None
             fingerprint, data = built
             self._write(study_uid, series_uid, fingerprint, data)
-            return data
+        with self._lock:  # the file is there now: later requests read it without the lock
+            self._build_locks.pop(series_uid, None)
+        return data
 
     def _write_first(self, folder: Path, fingerprint: str, item: dict) -> None:
         tmp = folder / f".{uuid.uuid4().hex}.tmp"
