@@ -76,6 +76,8 @@ def test_cookie_login_is_httponly_lax_and_form_posts_need_the_csrf_token(env):
     c = env.client()
     r = c.get("/worklist", headers={"accept": "text/html"})
     assert r.status_code == 303 and r.headers["location"].startswith("/login?next=/worklist")
+    r = c.get("/worklist?kind=ctp&status=complete", headers={"accept": "text/html"})
+    assert r.headers["location"] == "/login?next=/worklist%3Fkind%3Dctp%26status%3Dcomplete"  # the query survives
     from tests.viewer.conftest import login_page
 
     done = login_page(c, "rad")

@@ -144,7 +144,8 @@ def install(app: FastAPI) -> None:
     async def _auth_problem(request: Request, exc: AuthProblem):
         if _wants_html(request):
             if exc.status == 401:
-                return RedirectResponse(f"/login?next={quote(str(request.url.path))}", status_code=303)
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
             from viewer.pages.render import render
 
             return render(request, "error.html", status_code=exc.status, title=exc.title, detail=exc.detail)
