@@ -56,6 +56,7 @@ class PduReader:
         self._head = bytearray(6)
         #: the socket timeout restored after each read (sends rely on it); None leaves it as it is
         self.send_timeout: float | None = None
+        self._timeout: float | None = None  # what the socket's timeout was last set to here
 
     def _fill(self, view: memoryview, deadline: float, what: str) -> None:
         got, n = 0, len(view)
@@ -64,10 +65,16 @@ class PduReader:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Timeout(what)
-            sock.settimeout(left)
+            # settimeout costs two fcntl calls: change it only when it is 0.5 s off the deadline
+            if self._timeout is None or abs(self._timeout - left) > 0.5:
+                sock.settimeout(left)
+                self._timeout = left
             try:
                 k = sock.recv_into(view[got:])
             except socket.timeout:
+                if deadline - time.monotonic() > 0:  # the timeout set was a little short of the deadline
+                    self._timeout = None
+                    continue
                 raise Timeout(what) from None
             except (ConnectionError, OSError) as exc:
                 raise PeerClosed(str(exc)) from None
@@ -95,8 +102,9 @@ class PduReader:
             self._buf = bytearray(length)
         body = memoryview(self._buf)[:length]
         self._fill(body, deadline, slow)
-        if self.send_timeout is not None:
+        if self.send_timeout is not None and self._timeout != self.send_timeout:
             self.sock.settimeout(self.send_timeout)
+            self._timeout = self.send_timeout
         return pdu_type, body
 
 
