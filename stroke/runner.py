@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _publish(store, outputs_rel: str) -> None:
+    """Upload triage outputs to a remote object store; a failure costs other hosts the PNGs, never the alert."""
+    try:
+        store.put_tree(outputs_rel)
+    except Exception as exc:  # noqa: BLE001
+        log.error("triage outputs %s not published to the object store: %s", outputs_rel, exc)
+
+
 def _fail_doc(run: TriageRun, reason: str) -> dict:
     return {"status": "error", "error": reason, "study_instance_uid": run.study_uid,
             "series_instance_uid": run.series_uid, "algorithm": {"name": "telerad-ctp", "version": run.algorithm_version},
@@ -120,7 +128,7 @@ class TriageRunner:
         store.fetch([p for u in sources for p in files[u]])  # a remote store: into its local cache first
         doc = self.pool.call(compute.analyze_job, job, timeout=timeout)
         if doc.get("status") != "rejected":
-            store.put_tree(outputs_rel)  # the summary PNG, for alerts and the viewer on other hosts
+            _publish(store, outputs_rel)  # the summary PNG, for alerts and the viewer on other hosts
         doc.setdefault("algorithm", {"name": "telerad-ctp", "version": run.algorithm_version})
         status = "ok" if doc.get("status") == "ok" else "failed"
         reason = None if rules.outcome(doc) == "triage" else rules.failure_reason(doc)
@@ -134,7 +142,7 @@ class TriageRunner:
         objects = []
         if doc.get("status") != "rejected":
             written = self.pool.call(compute.finish_job, job, timeout=timeout)
-            store.put_tree(outputs_rel)
+            _publish(store, outputs_rel)
             objects = results.store_objects(self.gw, written, clinic_id=study.clinic_id)
             results.route_objects(self.gw, run.study_uid, objects, kind="ctp")
         self._set(run.id, state="done", finished_at=utcnow(), lease_until=None,

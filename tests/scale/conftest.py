@@ -29,7 +29,9 @@ class MotoServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> "MotoServer":
-        exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+        exe = str(Path(sys.executable).with_name("moto_server"))  # the project's venv first
+        if not Path(exe).exists():
+            exe = shutil.which("moto_server") or exe
         if not Path(exe).exists():
             pytest.fail("moto_server is missing: install the dev extra (moto[server])")
         with open(self.log_path, "ab") as log:
