@@ -111,13 +111,15 @@ def main(argv: list[str] | None = None) -> int:
            "tolerance": "core within max(5 mL, 15%); Tmax>6 s within max(10 mL, 15%); affected side right; "
                         "lesion-free: core and Tmax>6 s under 5 mL"}
     heldout = list(HELDOUT_SEEDS[: args.heldout])
-    out["heldout"] = _run_set("heldout", heldout, "model", args.backend)
+    sets = [("heldout", heldout, "model")]
     if args.tuning:
-        out["tuning"] = _run_set("tuning", list(TUNING_SEEDS[: args.tuning]), "model", args.backend)
+        sets.append(("tuning", list(TUNING_SEEDS[: args.tuning]), "model"))
     if args.peer == "osvd":
-        out["peer_osvd_heldout"] = _run_set("heldout", heldout, "osvd", args.backend)
-    out["wall_s"] = round(time.perf_counter() - t0, 1)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        sets.append(("peer_osvd_heldout", heldout, "osvd"))
+    for key, seeds, method in sets:  # the file is rewritten after each set: a long run keeps what it measured
+        out[key] = _run_set(key, seeds, method, args.backend)
+        out["wall_s"] = round(time.perf_counter() - t0, 1)
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     for key in ("heldout", "tuning", "peer_osvd_heldout"):
         if key in out:
             print(key, json.dumps(out[key]["summary"]))
