@@ -263,9 +263,9 @@ class IndexWriter:
             )
         if study_seen:
             conn.execute(_UPDATE_STUDY, [{"b_id": sid, "b_seen": seen} for sid, seen in study_seen.items()])
-        # the renamed files' data (their fdatasyncs started at place(), so they overlapped the SQL above),
-        # their directories, then, on leaving the ``with``, the index: Success is answered only after all
-        # three are durable. Syncing the data after the rename lets one journal commit carry both on ext4.
+        # the renamed files' data, their directories, then, on leaving the ``with``, the index: Success is
+        # answered only after all three are durable. Syncing the data after the rename lets one journal
+        # commit carry both on ext4.
         self.store.sync_files(renamed)
         self.store.sync_dirs(dirs)
         return outcomes

@@ -102,7 +102,6 @@ class ObjectStore:
         self.spool_root = self.root / ".tmp"
         self.tmp = self.spool_root / process_tag()  # this process's temp and spool files only
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self._syncs = threading.local()  # fdatasyncs started by place() on this thread, awaited by sync_files()
 
     @staticmethod
     def relpath_for(study_uid: str, series_uid: str, sop_uid: str, version: int = 1) -> str:
@@ -143,27 +142,14 @@ class ObjectStore:
             raise StoreError(f"cannot write {relpath}: {exc.strerror or exc}") from None
         return StoredFile(relpath, size, zlib.crc32(crc_of))
 
-    def _started(self) -> dict:
-        if not hasattr(self._syncs, "started"):
-            self._syncs.started = {}
-        return self._syncs.started
-
     def sync_files(self, paths: list[Path]) -> None:
-        """Make the data of ``paths`` durable: wait for the fdatasyncs :meth:`place` started (they ran in
-        parallel, so the file system batches them into one journal commit, while the index writer went
-        on with its SQL), and fdatasync any path placed otherwise. Raises ``OSError`` if one failed."""
-        started, self._syncs.started = self._started(), {}
-        errors = []
-        for p in paths:
-            fut = started.pop(str(p), None)
-            try:
-                fut.result() if fut is not None else _fdatasync(p)
-            except OSError as exc:
-                errors.append(exc)
-        for fut in started.values():  # left over from a batch that failed before its sync
-            fut.exception()
-        if errors:
-            raise errors[0]
+        """Make the data of ``paths`` durable: one file on this thread (a hand-off to another thread
+        costs more than it saves on a busy machine), several in parallel, so the file system batches
+        them into one journal commit. Raises ``OSError`` if one failed."""
+        if len(paths) == 1:
+            _fdatasync(paths[0])
+        elif paths:
+            list(_sync_pool().map(_fdatasync, paths))
 
     def sync_dirs(self, relpaths: set[str]) -> None:
         """fsync each directory once (in parallel when several), making the renames into it durable."""
@@ -218,8 +204,7 @@ class ObjectStore:
             return False
 
     def place(self, tmp: Path, relpath: str, dirs: set[str]) -> str:
-        """Move the file ``tmp`` to ``relpath`` and start its fdatasync; returns the path recorded in
-        the index.
+        """Move the file ``tmp`` to ``relpath``; returns the path recorded in the index.
 
         ``dirs`` collects the folders to fsync in :meth:`sync_dirs`; it and :meth:`sync_files` must
         run (and succeed) before the index commit.
@@ -235,7 +220,6 @@ class ObjectStore:
             dirs.add(os.path.relpath(study_dir, self.root))
         os.replace(tmp, target)
         dirs.add(os.path.dirname(relpath))
-        self._started()[str(target)] = _sync_pool().submit(_fdatasync, target)  # awaited by sync_files
         return relpath
 
     def fetch(self, paths) -> None:
