@@ -41,6 +41,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_triage.py
 	$(BIN)/python benchmarks/bench_route.py
 	$(BIN)/python benchmarks/bench_dicomweb.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf var .pytest_cache
