@@ -89,3 +89,15 @@ def test_no_artery_is_not_replaced_by_a_vein():
     aif = r.quality.get("aif")
     if aif is not None and r.status == "ok":  # whatever it used must not peak after the tissue
         assert aif["time_to_peak_s"] < aif["tissue_time_to_peak_s"]
+
+
+def test_implausible_noise_and_poor_fit_are_flagged():
+    noisy = make_random_phantom(320, params=_small(320, noise_hu=45.0))
+    r = analyze(noisy.series)
+    codes = {w["code"] for w in r.quality["warnings"]}
+    assert r.status == "failed" or ("noise" in codes and not r.quality["reliable"]), codes
+    from sample_dicom.phantom import make_phantom
+
+    weak = analyze(make_phantom(seed=1, aif="weak", shape=(8, 128, 128), spacing_mm=(5.0, 1.8, 1.8), noise_hu=5.0).series)
+    assert weak.quality["fit_r2"] < 0.8 and not weak.quality["reliable"]
+    assert {"poor_fit", "weak_aif"} <= {w["code"] for w in weak.quality["warnings"]}
