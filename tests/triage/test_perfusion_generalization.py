@@ -95,7 +95,11 @@ def test_implausible_noise_and_poor_fit_are_flagged():
     noisy = make_random_phantom(320, params=_small(320, noise_hu=45.0))
     r = analyze(noisy.series)
     codes = {w["code"] for w in r.quality["warnings"]}
-    assert r.status == "failed" or ("noise" in codes and not r.quality["reliable"]), codes
+    assert r.status == "failed" or ("noise" in codes and not r.quality["reliable"]), codes  # 45 HU: no_aif
+    from triage.perfusion import quality
+
+    assert [w["code"] for w in quality.noise_warnings(45.0, 2)] == ["noise"] and not quality.noise_warnings(12.0, 2)
+    assert quality.noise_warnings(0.2, 2) and quality.noise_warnings(float("nan"), 2)
     from sample_dicom.phantom import make_phantom
 
     weak = analyze(make_phantom(seed=1, aif="weak", shape=(8, 128, 128), spacing_mm=(5.0, 1.8, 1.8), noise_hu=5.0).series)
