@@ -83,15 +83,17 @@ def start_receiver(name: str, workdir: Path, associations: int) -> Receiver:
 def send(receiver: Receiver, files: list[Path], associations: int, timeout: float) -> tuple[float, int, list[str]]:
     """Push ``files``; return (wall seconds, successes, error tails)."""
     t0 = time.perf_counter()
+    size = -(-len(files) // associations)
+    batches = [files[i : i + size] for i in range(0, len(files), size)]
     if associations == 1:
         results = [run_storescu(files, LOOPBACK, receiver.port, called_ae=receiver.called_ae, timeout=timeout)]
     else:
-        size = -(-len(files) // associations)
-        batches = [files[i : i + size] for i in range(0, len(files), size)]
         results = run_storescu_concurrently(batches, LOOPBACK, receiver.port, called_ae=receiver.called_ae, timeout=timeout)
     wall = time.perf_counter() - t0
     ok = sum(len(stored_ok(r)) for r in results)
-    errors = [r.stderr[-400:] for r in results if r.returncode != 0 or len(stored_ok(r)) != len(r.args)]
+    # a storescu that failed or stored fewer files than it was given (not its argv length)
+    errors = [r.stderr[-400:] for r, batch in zip(results, batches)
+              if r.returncode != 0 or len(stored_ok(r)) != len(batch)]
     return wall, ok, errors
 
 
