@@ -12,7 +12,33 @@ from pathlib import Path
 from tests.peers import free_port, wait_for_echo
 
 
-class ServeProcess:
+class ChildProcess:
+    """Stop, kill and read the log of a child process (``self.proc``, ``self.log_path``)."""
+
+    proc: subprocess.Popen | None
+    log_path: Path
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind, as in a power cut of that host."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode if self.proc else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class ServeProcess(ChildProcess):
     def __init__(self, data_dir: Path, *, args=(), env=None, dicom_port=None, http_port=None, log_name="serve.log"):
         self.data_dir = Path(data_dir)
         self.dicom_port = dicom_port or free_port()
@@ -42,24 +68,6 @@ class ServeProcess:
         return self
 
     echo_ae = "ECHOSCU"
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        return self.proc.returncode if self.proc else None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def __enter__(self) -> "ServeProcess":
         return self.start()

@@ -4,7 +4,6 @@ Redis and an S3-compatible store (used by the kill test and benchmarks/bench_sca
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.peers import free_port, wait_for_echo
+from tests.serve_process import ChildProcess
 
 
 def write_config(path: Path, *, db_url: str, clinics: list[tuple[str, str]], destinations: list[dict],
@@ -39,7 +39,7 @@ def _toml(v) -> str:
 
 
 @dataclass
-class Proc:
+class Proc(ChildProcess):
     name: str
     cmd: list[str]
     log_path: Path
@@ -67,24 +67,6 @@ class Proc:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready within {timeout}s: {self.log()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind, as in a power cut of that host."""
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @dataclass
