@@ -137,7 +137,7 @@ class TriageRunner:
                   mismatch_ml=doc.get("mismatch_ml"), mismatch_ratio=doc.get("mismatch_ratio"),
                   source_series=sources, outputs_dir=outputs_rel if doc.get("status") != "rejected" else None)
         log.info("triage of series %s: %s (core %s mL, Tmax>6s %s mL)", run.series_uid, doc.get("status"),
-                 doc.get("core_ml"), doc.get("tmax6_ml"))
+                 _ml(doc.get("core_ml")), _ml(doc.get("tmax6_ml")))
         self._alert(run, doc, has_summary=doc.get("status") != "rejected")
         objects = []
         if doc.get("status") != "rejected":
@@ -175,3 +175,8 @@ class TriageRunner:
         with self.gw.sessions() as s:
             return s.execute(select(Clinic.name).join(Study, Study.clinic_id == Clinic.id)
                              .where(Study.study_uid == study_uid)).scalar()
+
+
+def _ml(value) -> str:
+    """A volume for the log: one decimal, or 'n/a' when the analysis gave none."""
+    return "n/a" if value is None else f"{value:.1f}"

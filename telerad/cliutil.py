@@ -89,6 +89,7 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
         logging.getLogger("openjpeg").setLevel(logging.WARNING)  # logs every encoded tile at INFO
         logging.getLogger("huey").setLevel(logging.WARNING)  # logs every task at INFO
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # lists its plugins at every start
 
 
 def run_cli(prog: str, body: Callable[[], int | None]) -> int:
