@@ -28,6 +28,7 @@ from tests.peers._common import (
 
 ORTHANC_BINARY = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+PORT_BUSY_ATTEMPTS = 3  # starts of one peer when its fixed port is briefly taken
 
 
 def have_orthanc() -> bool:
@@ -136,20 +137,30 @@ class OrthancPeer:
             raise PeerError(f"Orthanc is not installed at {ORTHANC_BINARY} (apt-get install orthanc)")
         self.storage.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(self.config, indent=2))
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [ORTHANC_BINARY, str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dcmtk_env(),
-                cwd=self.root,
-                start_new_session=True,
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        # A restart keeps its ports (destinations point at them). While the peer was down, another
+        # process's outgoing connection may briefly hold that port number as its ephemeral local
+        # port; Orthanc then exits with "already in use". Try again a bounded number of times.
+        for attempt in range(1, PORT_BUSY_ATTEMPTS + 1):
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [ORTHANC_BINARY, str(self.config_path)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=dcmtk_env(),
+                    cwd=self.root,
+                    start_new_session=True,
+                )
+            try:
+                self._wait_ready()
+                return self
+            except PeerError:
+                self.stop()
+                if attempt == PORT_BUSY_ATTEMPTS or "already in use" not in _tail(self.log_path):
+                    raise
+                time.sleep(1.0)
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def _wait_ready(self) -> None:
