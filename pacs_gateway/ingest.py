@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from pacs_gateway import events as ev
@@ -280,8 +281,9 @@ class IndexWriter:
         sid = conn.execute(select(Study.id).where(Study.study_uid == uid)).scalar()
         if sid is None:
             v = item.header.values
-            sid = conn.execute(
-                insert(Study).values(
+            sid = _insert_once(
+                conn, Study, Study.study_uid,
+                dict(
                     study_uid=uid,
                     clinic_id=item.clinic_id,
                     calling_ae=item.calling_ae,
@@ -292,8 +294,8 @@ class IndexWriter:
                     study_description=_s(v.get("StudyDescription"), 64),
                     first_received_at=item.received_at,
                     last_received_at=item.received_at,
-                )
-            ).inserted_primary_key[0]
+                ),
+            )
             log.info("new study %s from '%s': patient %s / %s, accession %s", uid, escape(item.calling_ae),
                      phi(v.get("PatientID", "")), phi(v.get("PatientName", "")), phi(v.get("AccessionNumber", "")))
         self._studies[uid] = sid
@@ -307,8 +309,9 @@ class IndexWriter:
         if sid is None:
             v = item.header.values
             number = v.get("SeriesNumber")
-            sid = conn.execute(
-                insert(Series).values(
+            sid = _insert_once(
+                conn, Series, Series.series_uid,
+                dict(
                     series_uid=uid,
                     study_id=study_id,
                     modality=_s(item.header.modality, 16),
@@ -318,8 +321,8 @@ class IndexWriter:
                     completed_once=False,
                     instance_count=0,
                     last_received_at=item.received_at,
-                )
-            ).inserted_primary_key[0]
+                ),
+            )
         self._series[uid] = sid
         return sid
 
@@ -379,6 +382,23 @@ class IndexWriter:
             )
         log.info("series %s %s: kind=%s, %d instance(s)", row.series_uid, etype.split(".")[1], kind, count)
         return True
+
+
+def _insert_once(conn, model, key_column, values: dict) -> int:
+    """Insert the study or series row, or take the one another gateway inserted at the same moment.
+
+    With several gateways on one PostgreSQL index, two of them can receive the first instances of
+    one study together; a plain INSERT would then fail the second batch with a unique violation.
+    ``ON CONFLICT DO NOTHING`` waits for the other transaction and, if it committed, inserts
+    nothing, so the row is read back instead. SQLite has one writer, so a plain INSERT suffices.
+    """
+    if conn.dialect.name != "postgresql":
+        return conn.execute(insert(model).values(**values)).inserted_primary_key[0]
+    stmt = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key_column.name])
+    row_id = conn.execute(stmt.returning(model.id)).scalar()
+    if row_id is None:
+        row_id = conn.execute(select(model.id).where(key_column == values[key_column.name])).scalar_one()
+    return row_id
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ class SharedActivity:
         self._published: dict[str, datetime] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # one publish at a time: two overlapping delete-then-insert transactions of the same owner
+        # would insert the same (owner, series_uid) twice
+        self._publish_lock = threading.Lock()
 
     # the writer's questions ------------------------------------------------------------
     def is_busy(self, series_uid: str) -> bool:
@@ -84,6 +87,10 @@ class SharedActivity:
         return out
 
     def publish(self, now: datetime | None = None) -> int:
+        with self._publish_lock:
+            return self._publish(now)
+
+    def _publish(self, now: datetime | None) -> int:
         now = now or datetime.now(timezone.utc)
         rows = self.rows(now)
         refresh = any(u - now < timedelta(seconds=HOLD_S / 2) for u in rows.values())
