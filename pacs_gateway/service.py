@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pacs_gateway.classify import HEADER_KEYWORDS, classify_study
 from pacs_gateway.clinics import ClinicRegistry
+from pacs_gateway.config import GatewaySettings
 from pacs_gateway.dicom_bytes import HeaderReader
 from pacs_gateway.events import EventBus
 from pacs_gateway.index.db import open_index
@@ -20,7 +21,6 @@ from pacs_gateway.scp.handlers import Activity
 from pacs_gateway.objectstore import open_store
 from pacs_gateway.presence import SharedActivity
 from telerad.logctx import set_log_phi
-from telerad.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def startup_lock(engine):
 class Gateway:
     """Everything the handlers need, handed to them explicitly as ``ctx``."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: GatewaySettings):
         self.settings = settings
         set_log_phi(settings.log_phi)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ class Gateway:
         with startup_lock(self.engine):  # processes starting together write the config's rows one at a time
             self._wire(settings)
 
-    def _wire(self, settings: Settings) -> None:
+    def _wire(self, settings: GatewaySettings) -> None:
         self.clinics = ClinicRegistry(self.sessions)
         self.clinics.sync_config(settings.clinics)
         self.activity = Activity()

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine
 
 from pacs_gateway import events as ev
+from pacs_gateway.config import GatewaySettings
 from pacs_gateway.routing import ledger
 from pacs_gateway.routing.deliver import DeliveryWorker
 from pacs_gateway.routing.destinations import DestinationRegistry
@@ -28,13 +29,12 @@ from pacs_gateway.routing.rules import unknown_destinations
 from pacs_gateway.routing.sender import SenderOptions
 from pacs_gateway.store import ObjectStore
 from telerad.errors import ConfigError
-from telerad.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class Router:
-    def __init__(self, settings: Settings, engine: Engine, sessions, store: ObjectStore, bus: ev.EventBus | None = None):
+    def __init__(self, settings: GatewaySettings, engine: Engine, sessions, store: ObjectStore, bus: ev.EventBus | None = None):
         self.settings, self.engine, self.store = settings, engine, store
         self.routing = settings.routing
         self.registry = DestinationRegistry(sessions)
