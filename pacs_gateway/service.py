@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from pacs_gateway.classify import HEADER_KEYWORDS, classify_study
 from pacs_gateway.clinics import ClinicRegistry
@@ -50,11 +52,30 @@ def startup_lock(engine):
             conn.commit()
 
 
-class Gateway:
-    """Everything the handlers need, handed to them explicitly as ``ctx``."""
+class Extension(Protocol):
+    """Work that runs inside a gateway's ``work`` role (e.g. stroke triage and alerts): built by the
+    composition root's factory once the gateway is wired, started after routing, stopped first."""
 
-    def __init__(self, settings: GatewaySettings):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ExtensionFactory = Callable[["Gateway"], Extension]
+
+
+class Gateway:
+    """Everything the handlers need, handed to them explicitly as ``ctx``.
+
+    ``extensions`` maps a name to a factory called with the wired gateway; each extension is then
+    reachable as ``gateway.<name>`` (``telerad.app.build_gateway`` adds ``stroke``). The gateway itself
+    imports nothing above it.
+    """
+
+    def __init__(self, settings: GatewaySettings, *, extensions: Mapping[str, ExtensionFactory] | None = None):
         self.settings = settings
+        self._extension_factories = dict(extensions or {})
+        self.extensions: dict[str, Extension] = {}
         set_log_phi(settings.log_phi)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         _private_dir(settings.data_dir)
@@ -90,10 +111,13 @@ class Gateway:
         )
         # routing: ledger rows are written by a hook inside the transaction that completes a series
         self.router = Router(settings, self.engine, self.sessions, self.store, self.bus)
-        # stroke triage in the loop: triage jobs on ctp series, results back as DICOM, alerts
-        from stroke.jobs import StrokeLoop
-
-        self.stroke = StrokeLoop(self)
+        # what the composition root adds (stroke triage in the loop: triage jobs, results back, alerts)
+        for name, build in self._extension_factories.items():
+            if hasattr(self, name):
+                raise ValueError(f"extension name '{name}' clashes with a Gateway attribute")
+            extension = build(self)
+            self.extensions[name] = extension
+            setattr(self, name, extension)
         self.server = None
 
     def start(self, dicom: bool = True) -> None:
@@ -104,7 +128,8 @@ class Gateway:
         if "work" in self.roles:
             self.bus.start()
             self.router.start()
-            self.stroke.start()
+            for extension in self.extensions.values():
+                extension.start()
         if self.shared_activity is not None and "receive" in self.roles:
             self.shared_activity.start()
         if dicom and "receive" in self.roles:
@@ -136,7 +161,8 @@ class Gateway:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
-        self.stroke.stop()
+        for extension in reversed(self.extensions.values()):
+            extension.stop()
         self.writer.stop()
         if self.shared_activity is not None:
             self.shared_activity.stop()
