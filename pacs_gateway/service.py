@@ -15,8 +15,8 @@ from pacs_gateway.config import GatewaySettings
 from pacs_gateway.dicom_bytes import HeaderReader
 from pacs_gateway.events import EventBus
 from pacs_gateway.index.db import open_index
-from pacs_gateway.intake import IngestResult, ingest_file
-from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter
+from pacs_gateway.intake import IngestResult, index_created_file, ingest_file
+from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter, Outcome
 from pacs_gateway.routing.router import Router
 from pacs_gateway.scp.ae import start_server
 from pacs_gateway.scp.handlers import Activity
@@ -156,6 +156,18 @@ class Gateway:
         ``calling_ae``. Safe to call from any thread (the writer must be started).
         """
         return ingest_file(self, path, calling_ae=calling_ae, clinic_id=clinic_id)
+
+    def index_created_file(self, tmp: Path, *, clinic_id: int | None, timeout_s: float = 60.0) -> Outcome:
+        """Index a Part-10 file telerad wrote itself (triage results) in ``store.tmp``: header read, durable
+        rename, one indexed row, identical bytes again a no-op; returns the outcome once committed. The
+        file is discarded when its header cannot be read (the error is raised)."""
+        return index_created_file(self, tmp, clinic_id=clinic_id, timeout_s=timeout_s)
+
+    def route_results(self, study_uid: str, sop_uids_by_series: dict[str, list[str]], kind: str | None, *,
+                      return_rule: str) -> int:
+        """Route stored objects telerad created: the routing rules with ``kind``, then back to the study's
+        clinic when it has a DICOM address; returns the ledger rows written (see ``Router.route_results``)."""
+        return self.router.route_results(study_uid, sop_uids_by_series, kind, return_rule=return_rule)
 
     def stop(self) -> None:
         if self.server is not None:

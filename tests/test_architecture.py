@@ -132,3 +132,54 @@ def test_the_check_sees_an_upward_import(tmp_path):
     assert {"stroke.jobs", "viewer.main"} <= found
     assert layer_of("stroke.jobs") > layer_of("pacs_gateway.service")
     assert layer_of("pacs_gateway.cli.serve") == ROOT_LAYER
+
+
+# The gateway's internals: modules outside pacs_gateway use the Gateway's methods (pacs_gateway.service),
+# the index models and queries, and the settings sections instead.
+GATEWAY_INTERNALS = (
+    "pacs_gateway.ingest", "pacs_gateway.intake", "pacs_gateway.dicom_bytes", "pacs_gateway.presence",
+    "pacs_gateway.routing.ledger", "pacs_gateway.routing.queue", "pacs_gateway.routing.deliver",
+    "pacs_gateway.routing.sender", "pacs_gateway.routing.dimse_sender", "pacs_gateway.routing.ul_sender",
+    "pacs_gateway.routing.stow_sender", "pacs_gateway.routing.wire", "pacs_gateway.routing.retry",
+    "pacs_gateway.routing.clinic_return", "pacs_gateway.scp", "pacs_gateway.ul",
+)
+# (importer, internal module) -> why it is still there. Remove an entry when you remove the import.
+KNOWN_INTERNAL_USES: dict[tuple[str, str], str] = {
+    ("stroke.jobs", "pacs_gateway.routing.queue"): "the triage queue is made with the gateway's make_huey",
+    ("viewer.dicomweb.stow", "pacs_gateway.intake"): "STOW-RS checks the Part-10 layout and header itself",
+}
+
+
+def gateway_uses() -> set[tuple[str, str, str]]:
+    """(importer, pacs_gateway module, name) for every import of pacs_gateway from outside it."""
+    modules = all_modules()
+    names = set(modules)
+    uses = set()
+    for module, path in modules.items():
+        if module.split(".")[0] == "pacs_gateway" or layer_of(module) == ROOT_LAYER:
+            continue  # the composition root and the command lines may wire internals
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pacs_gateway":
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    target = full if full in names else existing_module(node.module, names)
+                    uses.add((module, target, alias.name))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "pacs_gateway":
+                        uses.add((module, existing_module(alias.name, names), "*"))
+    return uses
+
+
+def test_no_private_gateway_name_is_imported_from_outside():
+    private = sorted(u for u in gateway_uses() if u[2].startswith("_") or any(p.startswith("_") for p in u[1].split(".")))
+    assert not private, "\n".join(f"  {m} imports {t}.{n}" for m, t, n in private)
+
+
+def test_no_new_use_of_gateway_internals():
+    internal = {(m, t) for m, t, _ in gateway_uses() if t.startswith(GATEWAY_INTERNALS)}
+    new = sorted(internal - set(KNOWN_INTERNAL_USES))
+    assert not new, "use the Gateway's methods instead:\n" + "\n".join(f"  {m} -> {t}" for m, t in new)
+    gone = sorted(set(KNOWN_INTERNAL_USES) - internal)
+    assert not gone, "remove these from KNOWN_INTERNAL_USES, they are gone:\n" + "\n".join(f"  {m} -> {t}" for m, t in gone)

@@ -97,6 +97,23 @@ class Router:
             conn, self.routing, study_uid=study_uid, series_uid=series_uid, sop_uids=sop_uids, kind=kind
         )
 
+    def route_results(self, study_uid: str, sop_uids_by_series: dict[str, list[str]], kind: str | None, *,
+                      return_rule: str) -> int:
+        """Route objects telerad created for a study: the routing rules (with ``kind``), then back to the
+        sending clinic when it has a DICOM address (stroke lane, ``return_rule`` in the ledger); dispatched
+        at once. Returns the ledger rows written."""
+        from pacs_gateway.routing.clinic_return import return_to_clinic
+
+        rows = 0
+        with self.engine.begin() as conn:
+            for series_uid, sops in sop_uids_by_series.items():
+                rows += self.route_instances(conn, study_uid=study_uid, series_uid=series_uid, sop_uids=sops,
+                                             kind=kind).rows
+            rows += return_to_clinic(conn, study_uid, [sop for sops in sop_uids_by_series.values() for sop in sops],
+                                     rule=return_rule)
+        self.dispatch_pending()
+        return rows
+
     def _on_series_event(self, conn: Connection, event: dict) -> None:
         payload = event.get("payload") or {}
         self.route_instances(conn, study_uid=event["study_uid"], series_uid=event["series_uid"], kind=payload.get("kind"))
