@@ -17,6 +17,7 @@ from pacs_gateway.events import EventBus
 from pacs_gateway.index.db import open_index
 from pacs_gateway.intake import IngestResult, index_created_file, ingest_file
 from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter, Outcome
+from pacs_gateway.routing.queue import make_huey
 from pacs_gateway.routing.router import Router
 from pacs_gateway.scp.ae import start_server
 from pacs_gateway.scp.handlers import Activity
@@ -168,6 +169,11 @@ class Gateway:
         """Route stored objects telerad created: the routing rules with ``kind``, then back to the study's
         clinic when it has a DICOM address; returns the ledger rows written (see ``Router.route_results``)."""
         return self.router.route_results(study_uid, sop_uids_by_series, kind, return_rule=return_rule)
+
+    def task_queue(self, name: str):
+        """A Huey task queue ``<queue.name>-<name>`` on the configured queue backend (SQLite file, Redis or
+        PostgreSQL: the one routing uses), e.g. stroke's ``triage`` queue."""
+        return make_huey(self.settings, name)
 
     def stop(self) -> None:
         if self.server is not None:

@@ -145,7 +145,6 @@ GATEWAY_INTERNALS = (
 )
 # (importer, internal module) -> why it is still there. Remove an entry when you remove the import.
 KNOWN_INTERNAL_USES: dict[tuple[str, str], str] = {
-    ("stroke.jobs", "pacs_gateway.routing.queue"): "the triage queue is made with the gateway's make_huey",
     ("viewer.dicomweb.stow", "pacs_gateway.intake"): "STOW-RS checks the Part-10 layout and header itself",
 }
 
