@@ -183,21 +183,12 @@ def ingest_file(ctx, path: Path, *, calling_ae: str | None = None, clinic_id: in
         return IngestResult(status.OUT_OF_RESOURCES_WRITE, error=f"cannot read the file: {exc.strerror or exc}")
 
 
-def _dataset_offset(data: bytes) -> int:
-    """Where the data set starts in a Part-10 file (after the preamble and the file meta group)."""
-    if data[128:132] != b"DICM":
-        raise ValueError("not a Part-10 file")
-    return 144 + struct.unpack_from("<I", data, 140)[0]
-
-
 def index_created_file(ctx, tmp: Path, *, clinic_id: int | None, timeout_s: float = 60.0) -> Outcome:
     """Index a Part-10 file telerad wrote itself in the store's temp folder; see ``Gateway.index_created_file``."""
-    from pydicom.filereader import read_file_meta_info
-
     try:
         data = tmp.read_bytes()
-        ts = str(read_file_meta_info(tmp).TransferSyntaxUID)
-        dataset = memoryview(data)[_dataset_offset(data):]
+        offset, ts = part10_layout(data)  # the same Part-10 reading as ingest_file
+        dataset = memoryview(data)[offset:]
         header = ctx.header_reader.read(dataset, ts, lambda: data)
     except Exception:
         discard(tmp)
