@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 
 from pacs_gateway.errors import GatewayError
 from pacs_gateway.index.models import Clinic
-from telerad.settings import ClinicConfig
+from pacs_gateway.config import ClinicConfig
 
 log = logging.getLogger(__name__)
 

@@ -181,3 +181,19 @@ def ingest_file(ctx, path: Path, *, calling_ae: str | None = None, clinic_id: in
         discard(path)
         discard(tmp)
         return IngestResult(status.OUT_OF_RESOURCES_WRITE, error=f"cannot read the file: {exc.strerror or exc}")
+
+
+def index_created_file(ctx, tmp: Path, *, clinic_id: int | None, timeout_s: float = 60.0) -> Outcome:
+    """Index a Part-10 file telerad wrote itself in the store's temp folder; see ``Gateway.index_created_file``."""
+    try:
+        data = tmp.read_bytes()
+        offset, ts = part10_layout(data)  # the same Part-10 reading as ingest_file
+        dataset = memoryview(data)[offset:]
+        header = ctx.header_reader.read(dataset, ts, lambda: data)
+    except Exception:
+        discard(tmp)
+        raise
+    item = Incoming(header=header, transfer_syntax=ts, calling_ae=ctx.settings.dicom.ae_title,
+                    clinic_id=clinic_id, tmp=tmp, size=len(data), crc32=zlib.crc32(dataset),
+                    received_at=datetime.now(timezone.utc))
+    return ctx.writer.submit(item).result(timeout=timeout_s)

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from pacs_gateway.classify import HEADER_KEYWORDS, classify_study
 from pacs_gateway.clinics import ClinicRegistry
+from pacs_gateway.config import GatewaySettings
 from pacs_gateway.dicom_bytes import HeaderReader
 from pacs_gateway.events import EventBus
 from pacs_gateway.index.db import open_index
-from pacs_gateway.intake import IngestResult, ingest_file
-from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter
+from pacs_gateway.intake import IngestResult, index_created_file, ingest_file
+from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter, Outcome
+from pacs_gateway.routing.queue import make_huey
 from pacs_gateway.routing.router import Router
 from pacs_gateway.scp.ae import start_server
 from pacs_gateway.scp.handlers import Activity
 from pacs_gateway.objectstore import open_store
 from pacs_gateway.presence import SharedActivity
 from telerad.logctx import set_log_phi
-from telerad.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,30 @@ def startup_lock(engine):
             conn.commit()
 
 
-class Gateway:
-    """Everything the handlers need, handed to them explicitly as ``ctx``."""
+class Extension(Protocol):
+    """Work that runs inside a gateway's ``work`` role (e.g. stroke triage and alerts): built by the
+    composition root's factory once the gateway is wired, started after routing, stopped first."""
 
-    def __init__(self, settings: Settings):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ExtensionFactory = Callable[["Gateway"], Extension]
+
+
+class Gateway:
+    """Everything the handlers need, handed to them explicitly as ``ctx``.
+
+    ``extensions`` maps a name to a factory called with the wired gateway; each extension is then
+    reachable as ``gateway.<name>`` (``telerad.app.build_gateway`` adds ``stroke``). The gateway itself
+    imports nothing above it.
+    """
+
+    def __init__(self, settings: GatewaySettings, *, extensions: Mapping[str, ExtensionFactory] | None = None):
         self.settings = settings
+        self._extension_factories = dict(extensions or {})
+        self.extensions: dict[str, Extension] = {}
         set_log_phi(settings.log_phi)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         _private_dir(settings.data_dir)
@@ -68,7 +90,7 @@ class Gateway:
         with startup_lock(self.engine):  # processes starting together write the config's rows one at a time
             self._wire(settings)
 
-    def _wire(self, settings: Settings) -> None:
+    def _wire(self, settings: GatewaySettings) -> None:
         self.clinics = ClinicRegistry(self.sessions)
         self.clinics.sync_config(settings.clinics)
         self.activity = Activity()
@@ -90,10 +112,13 @@ class Gateway:
         )
         # routing: ledger rows are written by a hook inside the transaction that completes a series
         self.router = Router(settings, self.engine, self.sessions, self.store, self.bus)
-        # stroke triage in the loop: triage jobs on ctp series, results back as DICOM, alerts
-        from stroke.jobs import StrokeLoop
-
-        self.stroke = StrokeLoop(self)
+        # what the composition root adds (stroke triage in the loop: triage jobs, results back, alerts)
+        for name, build in self._extension_factories.items():
+            if hasattr(self, name):
+                raise ValueError(f"extension name '{name}' clashes with a Gateway attribute")
+            extension = build(self)
+            self.extensions[name] = extension
+            setattr(self, name, extension)
         self.server = None
 
     def start(self, dicom: bool = True) -> None:
@@ -104,7 +129,8 @@ class Gateway:
         if "work" in self.roles:
             self.bus.start()
             self.router.start()
-            self.stroke.start()
+            for extension in self.extensions.values():
+                extension.start()
         if self.shared_activity is not None and "receive" in self.roles:
             self.shared_activity.start()
         if dicom and "receive" in self.roles:
@@ -132,11 +158,29 @@ class Gateway:
         """
         return ingest_file(self, path, calling_ae=calling_ae, clinic_id=clinic_id)
 
+    def index_created_file(self, tmp: Path, *, clinic_id: int | None, timeout_s: float = 60.0) -> Outcome:
+        """Index a Part-10 file telerad wrote itself (triage results) in ``store.tmp``: header read, durable
+        rename, one indexed row, identical bytes again a no-op; returns the outcome once committed. The
+        file is discarded when its header cannot be read (the error is raised)."""
+        return index_created_file(self, tmp, clinic_id=clinic_id, timeout_s=timeout_s)
+
+    def route_results(self, study_uid: str, sop_uids_by_series: dict[str, list[str]], kind: str | None, *,
+                      return_rule: str) -> int:
+        """Route stored objects telerad created: the routing rules with ``kind``, then back to the study's
+        clinic when it has a DICOM address; returns the ledger rows written (see ``Router.route_results``)."""
+        return self.router.route_results(study_uid, sop_uids_by_series, kind, return_rule=return_rule)
+
+    def task_queue(self, name: str):
+        """A Huey task queue ``<queue.name>-<name>`` on the configured queue backend (SQLite file, Redis or
+        PostgreSQL: the one routing uses), e.g. stroke's ``triage`` queue."""
+        return make_huey(self.settings, name)
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
-        self.stroke.stop()
+        for extension in reversed(self.extensions.values()):
+            extension.stop()
         self.writer.stop()
         if self.shared_activity is not None:
             self.shared_activity.stop()

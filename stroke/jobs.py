@@ -8,8 +8,8 @@
   the commit. The run row is the truth (Huey does not acknowledge tasks): at start
   and every few seconds, runs left ``queued`` or ``running`` by a dead process are
   queued again, and a duplicate task finds the run claimed and does nothing.
-- Tasks go to their own Huey queue, ``<queue.name>-triage`` (the routing engineer's
-  ``make_huey``), consumed by one dedicated thread whose work runs in the worker
+- Tasks go to their own Huey queue, ``<queue.name>-triage`` (``Gateway.task_queue``, on the
+  routing queue's backend), consumed by one dedicated thread whose work runs in the worker
   process (:class:`.compute.ComputePool`), so receiving and routing never wait for triage.
 - ``ncct_head``/``cta_head`` series raise the ``stroke.incoming`` pre-alert (one per study).
 """
@@ -26,7 +26,6 @@ from sqlalchemy import Connection, insert, or_, select, update
 
 from pacs_gateway import events as ev
 from pacs_gateway.index.models import Clinic, Series, Study, TriageRun
-from pacs_gateway.routing.queue import make_huey
 from stroke import rules
 from stroke.alerts import AlertService
 from stroke.compute import ComputePool
@@ -61,7 +60,7 @@ class TriageJobs:
         self.gw, self.runner, self.alerts = gateway, runner, alerts
         self.settings = gateway.settings
         self.version = algorithm_version()
-        self.huey = make_huey(self.settings, "triage")
+        self.huey = gateway.task_queue("triage")
         self.task = self.huey.task(name="triage", priority=100)(self._task)
         self._consumer: Consumer | None = None
         self._stop = threading.Event()

@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
             check_shared(settings, allow_local=False)  # someone else must route and triage what arrives
         configure_logging(settings.log_level)
-        from pacs_gateway.service import Gateway
+        from telerad.app import build_gateway
 
-        gateway = Gateway(settings)
+        gateway = build_gateway(settings)
         gateway.start()
         try:
             if args.load_samples:
@@ -70,14 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def web_app(gateway):
-    """The web app of a running gateway; with a remote object store its readers fetch through the cache."""
-    from viewer.main import create_app
+    """The web app of a running gateway (built by the composition root, :func:`telerad.app.build_web_app`)."""
+    from telerad.app import build_web_app
 
-    app = create_app(gateway.sessions, ready=lambda: gateway.server is not None, alerts=gateway.stroke.alerts,
-                     store_root=gateway.store.root, settings=gateway.settings, gateway=gateway)
-    if getattr(gateway.store, "kind", "local") != "local" and getattr(app.state, "metadata", None) is not None:
-        app.state.metadata.fetch = gateway.store.fetch  # DICOMweb, triage PNGs and reports read through the cache
-    return app
+    return build_web_app(gateway)
 
 
 def _run_http(gateway) -> None:

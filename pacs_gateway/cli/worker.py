@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args, roles=["work"])
         check_shared(settings, args.allow_local)
         configure_logging(settings.log_level)
-        from pacs_gateway.service import Gateway
+        from telerad.app import build_gateway
 
-        gateway = Gateway(settings)
+        gateway = build_gateway(settings)
         gateway.start(dicom=False)
         print(f"telerad worker is running (routing, triage, alerts); index {settings.database.url and 'shared' or 'local'}, "
               f"queue '{settings.queue.name}', store {getattr(gateway.store, 'kind', 'local')}. Press Ctrl+C to stop.",

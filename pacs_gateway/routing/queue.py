@@ -26,8 +26,8 @@ from huey import PostgresHuey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer, Scheduler
 
+from pacs_gateway.config import GatewaySettings
 from telerad.errors import ConfigError
-from telerad.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ PRIORITY = {"stroke": 100, "routine": 0}
 IDLE_POLL_S = 0.25  # how long an idle SQLite-queue worker may sleep between looks
 
 
-def make_huey(settings: Settings, queue: str) -> Huey:
+def make_huey(settings: GatewaySettings, queue: str) -> Huey:
     """The Huey instance for one queue (``stroke``, ``routine`` or ``control``)."""
     name = f"{settings.queue.name}-{queue}"
     url = settings.queue.url
@@ -80,7 +80,7 @@ class DeliveryQueue:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: GatewaySettings,
         deliver: Callable[[int, int, str], object],
         sweep: Callable[[], object],
     ):

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine
 
 from pacs_gateway import events as ev
+from pacs_gateway.config import GatewaySettings
 from pacs_gateway.routing import ledger
 from pacs_gateway.routing.deliver import DeliveryWorker
 from pacs_gateway.routing.destinations import DestinationRegistry
@@ -28,13 +29,12 @@ from pacs_gateway.routing.rules import unknown_destinations
 from pacs_gateway.routing.sender import SenderOptions
 from pacs_gateway.store import ObjectStore
 from telerad.errors import ConfigError
-from telerad.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class Router:
-    def __init__(self, settings: Settings, engine: Engine, sessions, store: ObjectStore, bus: ev.EventBus | None = None):
+    def __init__(self, settings: GatewaySettings, engine: Engine, sessions, store: ObjectStore, bus: ev.EventBus | None = None):
         self.settings, self.engine, self.store = settings, engine, store
         self.routing = settings.routing
         self.registry = DestinationRegistry(sessions)
@@ -96,6 +96,23 @@ class Router:
         return ledger.route_instances(
             conn, self.routing, study_uid=study_uid, series_uid=series_uid, sop_uids=sop_uids, kind=kind
         )
+
+    def route_results(self, study_uid: str, sop_uids_by_series: dict[str, list[str]], kind: str | None, *,
+                      return_rule: str) -> int:
+        """Route objects telerad created for a study: the routing rules (with ``kind``), then back to the
+        sending clinic when it has a DICOM address (stroke lane, ``return_rule`` in the ledger); dispatched
+        at once. Returns the ledger rows written."""
+        from pacs_gateway.routing.clinic_return import return_to_clinic
+
+        rows = 0
+        with self.engine.begin() as conn:
+            for series_uid, sops in sop_uids_by_series.items():
+                rows += self.route_instances(conn, study_uid=study_uid, series_uid=series_uid, sop_uids=sops,
+                                             kind=kind).rows
+            rows += return_to_clinic(conn, study_uid, [sop for sops in sop_uids_by_series.values() for sop in sops],
+                                     rule=return_rule)
+        self.dispatch_pending()
+        return rows
 
     def _on_series_event(self, conn: Connection, event: dict) -> None:
         payload = event.get("payload") or {}

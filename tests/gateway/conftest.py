@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from telerad.settings import load_settings
 from tests.peers import free_port
 
@@ -27,7 +27,7 @@ def make_settings(tmp_path, **overrides):
 
 @pytest.fixture
 def gateway(tmp_path):
-    gw = Gateway(make_settings(tmp_path))
+    gw = build_gateway(make_settings(tmp_path))
     gw.start()
     yield gw
     gw.stop()

@@ -9,7 +9,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from pacs_gateway.ul import dimse, pdu
 from sample_dicom.synthetic import write_ct_series
 from tests.gateway.conftest import CLINIC_AE, make_settings, wait_until
@@ -26,7 +26,7 @@ def _ae():
 
 @pytest.fixture
 def small_gateway(tmp_path):
-    gw = Gateway(make_settings(tmp_path, **{"dicom.max_associations": 1}))
+    gw = build_gateway(make_settings(tmp_path, **{"dicom.max_associations": 1}))
     gw.start()
     yield gw
     gw.stop()

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from pacs_gateway.index.db import open_index
 from pacs_gateway.index.models import Base
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from sample_dicom.synthetic import write_ct_series
 from tests.gateway.conftest import CLINIC_AE, make_settings, wait_until
 from tests.gateway.helpers import events, instance_count, series_row
@@ -49,7 +49,7 @@ def test_migrations_create_the_model_schema(db_url):
 
 
 def test_receive_index_and_complete(db_url, tmp_path):
-    gw = Gateway(make_settings(tmp_path, **{"database.url": db_url}))
+    gw = build_gateway(make_settings(tmp_path, **{"database.url": db_url}))
     gw.start()
     got = []
     gw.bus.subscribe("series.complete", got.append)
@@ -72,7 +72,7 @@ def test_receive_index_and_complete(db_url, tmp_path):
 def test_completion_survives_a_restart(db_url, tmp_path):
     """A series still 'receiving' when the gateway stops completes after restart, once."""
     settings = make_settings(tmp_path, **{"database.url": db_url, "dicom.quiet_period_s": 3600})
-    gw = Gateway(settings)
+    gw = build_gateway(settings)
     gw.start()
     files = write_ct_series(tmp_path / "ct", n_images=4, rows=64, cols=64)
     assert len(stored_ok(run_storescu(files, "127.0.0.1", settings.dicom.port, CLINIC_AE, "TELERAD"))) == 4
@@ -80,7 +80,7 @@ def test_completion_survives_a_restart(db_url, tmp_path):
     from pydicom import dcmread
 
     uid = dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID
-    gw2 = Gateway(make_settings(tmp_path, **{"database.url": db_url, "dicom.quiet_period_s": 3600}))
+    gw2 = build_gateway(make_settings(tmp_path, **{"database.url": db_url, "dicom.quiet_period_s": 3600}))
     try:
         assert series_row(gw2, uid).state == "receiving"
         later = datetime.now(timezone.utc) + timedelta(hours=2)
@@ -96,7 +96,7 @@ def test_completion_survives_a_restart(db_url, tmp_path):
 
 
 def test_index_failure_answers_out_of_resources_and_leaves_no_file(db_url, tmp_path):
-    gw = Gateway(make_settings(tmp_path, **{"database.url": db_url}))
+    gw = build_gateway(make_settings(tmp_path, **{"database.url": db_url}))
     gw.start()
     try:
         files = write_ct_series(tmp_path / "ct", n_images=2, rows=64, cols=64)
@@ -120,7 +120,7 @@ def test_index_failure_answers_out_of_resources_and_leaves_no_file(db_url, tmp_p
 
 
 def test_write_failure_answers_out_of_resources(tmp_path):
-    gw = Gateway(make_settings(tmp_path))
+    gw = build_gateway(make_settings(tmp_path))
     gw.start()
     try:
         import shutil

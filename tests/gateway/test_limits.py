@@ -10,7 +10,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
 
 from pacs_gateway import status
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from sample_dicom.synthetic import write_ct_series
 from tests.gateway.conftest import CLINIC_AE, make_settings, wait_until
 from tests.gateway.helpers import instance_count
@@ -29,7 +29,7 @@ def limited(tmp_path):
     started = []
 
     def start(**overrides):
-        gw = Gateway(make_settings(tmp_path, **overrides))
+        gw = build_gateway(make_settings(tmp_path, **overrides))
         gw.start()
         started.append(gw)
         return gw

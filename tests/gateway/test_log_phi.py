@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from sample_dicom.synthetic import write_ct_series
 from tests.gateway.conftest import CLINIC_AE, make_settings
 from tests.peers import run_storescu, stored_ok
@@ -16,7 +16,7 @@ from telerad.logctx import HIDDEN, set_log_phi
 @pytest.mark.parametrize("log_phi", [False, True])
 def test_patient_identifiers_are_logged_only_with_log_phi(tmp_path, caplog, log_phi):
     files = write_ct_series(tmp_path / "ct", n_images=2, rows=32, cols=32, patient_id="PID-7731")
-    gw = Gateway(make_settings(tmp_path, log_phi=log_phi))
+    gw = build_gateway(make_settings(tmp_path, log_phi=log_phi))
     gw.start()
     try:
         with caplog.at_level(logging.INFO):

@@ -95,10 +95,10 @@ def test_different_bytes_keep_both_versions_and_serve_newest(gateway, tmp_path):
 
 
 def test_disk_high_water_mark_refuses_new_associations(tmp_path):
-    from pacs_gateway.service import Gateway
+    from telerad.app import build_gateway
     from tests.gateway.conftest import make_settings
 
-    gw = Gateway(make_settings(tmp_path, **{"dicom.disk_high_water_pct": 0.001}))
+    gw = build_gateway(make_settings(tmp_path, **{"dicom.disk_high_water_pct": 0.001}))
     gw.start()
     try:
         r = run_echoscu("127.0.0.1", gw.settings.dicom.port, calling_ae=CLINIC_AE, called_ae="TELERAD")

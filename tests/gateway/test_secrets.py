@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from pacs_gateway.index.models import AlertDelivery, Destination, OncallContact
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from sample_dicom.synthetic import write_ct_series
 from stroke.channels import ChannelError, send_email, send_webhook
 from stroke.config import SmtpSettings
@@ -38,7 +38,7 @@ def test_secrets_are_sealed_in_the_index_and_never_copied_into_deliveries(tmp_pa
             "destinations": [{"name": "cloud", "kind": "dicomweb", "url": "http://127.0.0.1:9/dicom-web",
                               "auth_header": f"Authorization: {STOW_TOKEN}"}],
         })  # fmt: skip
-        gw = Gateway(settings)
+        gw = build_gateway(settings)
         gw.start()
         try:
             body = {"type": "stroke.triage", "study_instance_uid": "1.2.3", "clinic": None, "result": None}

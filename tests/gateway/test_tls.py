@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from sample_dicom.synthetic import write_ct_series
 from tests.gateway.conftest import CLINIC_AE, make_settings
 from tests.gateway.helpers import instance_count
@@ -57,7 +58,7 @@ def _echo(port: int, client: Pair | None, ca: Pair, calling: str = CLINIC_AE) ->
 @pytest.fixture
 def tls_gateway(tmp_path, pki):
     def start(**extra):
-        gw = Gateway(make_settings(tmp_path, **{
+        gw = build_gateway(make_settings(tmp_path, **{
             "dicom.tls_port": free_port(), "dicom.tls_cert": str(pki["server"].cert),
             "dicom.tls_key": str(pki["server"].key), "dicom.tls_ca": str(pki["ca"].cert), **extra,
         }))  # fmt: skip

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from pacs_gateway.index.models import Delivery
 from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from tests.gateway.conftest import make_settings
 from tests.peers import LOOPBACK, OrthancPeer
 from tests.peers_fixtures import orthanc_factory  # noqa: F401  (fixture)
@@ -45,7 +46,7 @@ def gateway_factory(tmp_path) -> Iterator[Callable[..., Gateway]]:
 
     def make(*, destinations=(), sub: str = "gw", **overrides) -> Gateway:
         values = {**FAST_ROUTING, "destinations": list(destinations), **overrides}
-        gw = Gateway(make_settings(tmp_path / sub, **values))
+        gw = build_gateway(make_settings(tmp_path / sub, **values))
         gw.start()
         made.append(gw)
         return gw

@@ -139,12 +139,12 @@ def test_rules_naming_an_unknown_destination_are_reported_with_the_field():
 
 
 def test_gateway_refuses_to_start_with_a_rule_naming_an_unknown_destination(tmp_path):
-    from pacs_gateway.service import Gateway
+    from telerad.app import build_gateway
     from tests.gateway.conftest import make_settings
 
     s = make_settings(tmp_path, **{"routing.rules": [{"name": "r", "destinations": ["nowhere"]}]})
     with pytest.raises(ConfigError, match=r"'routing.rules.0.destinations.0': no destination named 'nowhere'"):
-        Gateway(s)
+        build_gateway(s)
 
 
 def test_serve_reports_a_bad_rule_without_a_traceback(tmp_path, capsys):

@@ -8,7 +8,7 @@ from collections import Counter
 
 from sqlalchemy import text
 
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from tests.gateway.conftest import make_settings
 from tests.stroke.conftest import SECRET_1, contact
 from tests.stroke.receivers import WebhookReceiver
@@ -19,7 +19,7 @@ N_ALERTS = 40
 def test_two_alert_workers_send_each_delivery_once(tmp_path, pg_url):
     with WebhookReceiver() as hook:
         values = {"database.url": pg_url, "alerts.poll_s": 0.01, "oncall": [contact("Dr On Call", 1, hook)]}
-        gws = [Gateway(make_settings(tmp_path / n, **values, roles=["work"])) for n in ("a", "b")]
+        gws = [build_gateway(make_settings(tmp_path / n, **values, roles=["work"])) for n in ("a", "b")]
         try:
             for i in range(N_ALERTS):  # raised while no sender runs: all due at once
                 gws[i % 2].stroke.alerts.raise_alert(

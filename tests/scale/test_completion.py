@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from pacs_gateway.index.models import Event, Series, SeriesActivity
 from pacs_gateway.presence import HOLD_S
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from sample_dicom.synthetic import write_ct_series
 from tests.gateway.conftest import CLINIC_AE, make_settings
 from tests.peers import run_storescu, stored_ok
@@ -32,8 +32,8 @@ def _completes(gw, uid):
 
 def test_a_series_held_by_another_gateways_association_is_not_completed(tmp_path, pg_url):
     quiet = 0.5
-    a = Gateway(make_settings(tmp_path / "a", **{"database.url": pg_url, "dicom.quiet_period_s": quiet}))
-    b = Gateway(make_settings(tmp_path / "b", **{"database.url": pg_url, "dicom.quiet_period_s": quiet}))
+    a = build_gateway(make_settings(tmp_path / "a", **{"database.url": pg_url, "dicom.quiet_period_s": quiet}))
+    b = build_gateway(make_settings(tmp_path / "b", **{"database.url": pg_url, "dicom.quiet_period_s": quiet}))
     a.start()
     try:
         assert a.shared_activity is not None and a.shared_activity.owner != b.shared_activity.owner
@@ -64,8 +64,8 @@ def test_a_series_held_by_another_gateways_association_is_not_completed(tmp_path
 
 
 def test_rows_of_a_dead_gateway_lapse(tmp_path, pg_url):
-    a = Gateway(make_settings(tmp_path / "a", **{"database.url": pg_url, "dicom.quiet_period_s": 0.2}))
-    b = Gateway(make_settings(tmp_path / "b", **{"database.url": pg_url, "dicom.quiet_period_s": 0.2}))
+    a = build_gateway(make_settings(tmp_path / "a", **{"database.url": pg_url, "dicom.quiet_period_s": 0.2}))
+    b = build_gateway(make_settings(tmp_path / "b", **{"database.url": pg_url, "dicom.quiet_period_s": 0.2}))
     try:
         a.activity.touch("open", "1.2.3.4.5")
         a.shared_activity.publish()  # then "killed": nobody refreshes or removes its rows
@@ -77,8 +77,8 @@ def test_rows_of_a_dead_gateway_lapse(tmp_path, pg_url):
 
 
 def test_concurrent_completion_by_two_processes_happens_once(tmp_path, pg_url):
-    a = Gateway(make_settings(tmp_path / "a", **{"database.url": pg_url, "dicom.quiet_period_s": 3600}))
-    b = Gateway(make_settings(tmp_path / "b", **{"database.url": pg_url, "dicom.quiet_period_s": 3600}))
+    a = build_gateway(make_settings(tmp_path / "a", **{"database.url": pg_url, "dicom.quiet_period_s": 3600}))
+    b = build_gateway(make_settings(tmp_path / "b", **{"database.url": pg_url, "dicom.quiet_period_s": 3600}))
     a.start()
     try:
         uids = []

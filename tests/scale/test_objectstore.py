@@ -12,7 +12,7 @@ import pytest
 from pacs_gateway.errors import StoreError
 from pacs_gateway.objectstore import LocalStore, open_store
 from pacs_gateway.objectstore.s3 import S3Store
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from pacs_gateway.store import process_tag
 from sample_dicom.synthetic import write_ct_series
 from telerad.settings import load_settings
@@ -83,7 +83,7 @@ def test_s3_settings_errors_name_the_setting(moto, tmp_path):
 
 def test_gateway_on_s3_answers_success_only_for_stored_and_indexed_objects(moto, bucket, tmp_path):
     """storescu -> gateway (SQLite index, S3 store): each instance's index path is an S3 object with its bytes."""
-    gw = Gateway(make_settings(tmp_path, **moto.store_settings(bucket)))
+    gw = build_gateway(make_settings(tmp_path, **moto.store_settings(bucket)))
     gw.start()
     try:
         files = write_ct_series(tmp_path / "ct", n_images=12, rows=64, cols=64)
@@ -113,7 +113,7 @@ def test_gateway_on_s3_answers_success_only_for_stored_and_indexed_objects(moto,
 
 
 def test_gateway_on_unreachable_s3_answers_out_of_resources(moto, bucket, tmp_path):
-    gw = Gateway(make_settings(tmp_path, **moto.store_settings(bucket), **{"store.s3.timeout_s": 2}))
+    gw = build_gateway(make_settings(tmp_path, **moto.store_settings(bucket), **{"store.s3.timeout_s": 2}))
     gw.start()
     try:
         moto.client().delete_bucket(Bucket=bucket)
@@ -164,11 +164,11 @@ def test_web_app_of_another_gateway_reads_objects_from_s3(moto, bucket, tmp_path
     from fastapi.testclient import TestClient
     from pydicom import dcmread
 
-    from pacs_gateway.cli.serve import web_app
+    from telerad.app import build_web_app
 
     values = {**moto.store_settings(bucket), "database.url": pg_url}
-    a = Gateway(make_settings(tmp_path / "a", **values, roles=["receive", "work"]))
-    b = Gateway(make_settings(tmp_path / "b", **values, roles=["api"]))
+    a = build_gateway(make_settings(tmp_path / "a", **values, roles=["receive", "work"]))
+    b = build_gateway(make_settings(tmp_path / "b", **values, roles=["api"]))
     a.start()
     try:
         files = write_ct_series(tmp_path / "ct", n_images=3, rows=64, cols=64)
@@ -176,7 +176,7 @@ def test_web_app_of_another_gateway_reads_objects_from_s3(moto, bucket, tmp_path
         ds = dcmread(files[0], stop_before_pixels=True)
         study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
         assert not [p for p in b.store.root.rglob("*.dcm")], "B's cache starts empty"
-        with TestClient(web_app(b)) as client:
+        with TestClient(build_web_app(b)) as client:
             meta = client.get(f"/dicomweb/studies/{study}/series/{series}/metadata")
             assert meta.status_code == 200, meta.text
             assert len(meta.json()) == 3

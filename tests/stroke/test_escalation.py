@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from pacs_gateway.index.models import AlertDelivery
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from stroke.alerts import AlertError
 from tests.gateway.conftest import make_settings
 from tests.routing.conftest import wait_until
@@ -22,7 +22,7 @@ FAST = {"alerts.escalation_timeout_s": 1.5, "alerts.poll_s": 0.1, "alerts.retry_
 @pytest.fixture
 def two_tiers(tmp_path):
     with WebhookReceiver() as a, WebhookReceiver() as b:
-        gw = Gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, a), contact("Dr B", 2, b, SECRET_2)], **FAST))
+        gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, a), contact("Dr B", 2, b, SECRET_2)], **FAST))
         gw.start()
         try:
             yield gw, a, b
@@ -74,7 +74,7 @@ def test_an_ack_stops_the_escalation(two_tiers):
 
 def test_a_failing_receiver_is_retried_with_backoff_under_one_webhook_id(tmp_path):
     with WebhookReceiver(fail_first=2) as hook:
-        gw = Gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, hook)], **FAST))
+        gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, hook)], **FAST))
         gw.start()
         try:
             alert_id = _raise(gw)

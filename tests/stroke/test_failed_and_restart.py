@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from pacs_gateway.index import queries
 from pacs_gateway.index.models import Alert, TriageRun
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from tests.gateway.conftest import make_settings
 from tests.peers import LOOPBACK, StorescpPeer, TeleradPeer, have_dcmtk, run_storescu, stored_ok
 from tests.routing.conftest import FAST_ROUTING, wait_until
@@ -25,7 +25,7 @@ def test_no_aif_gives_an_analysis_failed_alert_and_the_study_is_still_routed(tmp
         settings = make_settings(tmp_path, **FAST_ROUTING, oncall=[contact("Dr A", 1, webhook)],
                                  destinations=[destination("lead", lead.port, lead.aet)],
                                  clinics=[{"name": "Township B", "ae_title": CLINIC_AE}])
-        gw = Gateway(settings)
+        gw = build_gateway(settings)
         gw.start()
         try:
             sent = run_storescu(phantom_no_aif, LOOPBACK, settings.dicom.port, CLINIC_AE, "TELERAD")

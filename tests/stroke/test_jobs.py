@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from pacs_gateway.index.models import Alert, TriageRun
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from tests.gateway.conftest import CLINIC_AE as GATEWAY_AE
 from tests.gateway.conftest import make_settings
 from tests.peers import LOOPBACK, have_dcmtk, run_storescu, stored_ok
@@ -31,7 +31,7 @@ def _alerts(gw) -> list[Alert]:
 
 def test_one_series_per_time_point_gives_one_analysis_and_one_alert(tmp_path, webhook):
     files = write_phantom(tmp_path / "ctp", "--seed", "24", "--layout", "per_timepoint")
-    gw = Gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))
+    gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))
     gw.start()
     try:
         assert len(stored_ok(run_storescu(files, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 240
@@ -50,7 +50,7 @@ def test_one_series_per_time_point_gives_one_analysis_and_one_alert(tmp_path, we
 
 def test_a_killed_worker_process_is_replaced_and_the_job_rerun(tmp_path, webhook):
     files = write_phantom(tmp_path / "ctp", "--seed", "25", "--size", "256")
-    gw = Gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))
+    gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))
     gw.start()
     try:
         assert len(stored_ok(run_storescu(files, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 240

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from pacs_gateway.index.models import Series
 from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from sample_dicom.synthetic import compress_series, write_ct_series
 from telerad.settings import load_settings
 from tests.peers import free_port, propose_args, run_storescu, store_results
@@ -89,7 +90,7 @@ def start(tmp: Path, *, n_images: int = 6, rows: int = 64, database_url: str | N
         "clinics": [{"name": "Clinic A", "ae_title": "CLINIC_A"}, {"name": "Clinic B", "ae_title": "CLINIC_B"}],
         **({"database.url": database_url} if database_url else {}),
     })
-    gw = Gateway(settings)
+    gw = build_gateway(settings)
     gw.start()
     with gw.sessions.begin() as s:
         for name, (role, clinics) in ACCOUNTS.items():

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from pacs_gateway.index.models import Instance, Series, Study
-from pacs_gateway.service import Gateway
+from telerad.app import build_gateway
 from sample_dicom.synthetic import write_ct_series
 from tests.gateway.conftest import make_settings, wait_until
 from tests.viewer.conftest import PASSWORD, add_account, token
@@ -24,7 +24,7 @@ BODY = "CLINICAL INDICATION:\nHeadache.\n\nFINDINGS:\nNo haemorrhage (see (1)).\
 def reading(tmp_path):
     from viewer.main import create_app
 
-    gw = Gateway(make_settings(tmp_path, clinics=[{"name": "Clinic A", "ae_title": "CLINIC_A"},
+    gw = build_gateway(make_settings(tmp_path, clinics=[{"name": "Clinic A", "ae_title": "CLINIC_A"},
                                                   {"name": "Clinic B", "ae_title": "CLINIC_B"}],
                                secret_key="reports-test-secret"))
     gw.start()
