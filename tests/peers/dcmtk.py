@@ -21,6 +21,8 @@ from tests.peers._common import (
     free_port,
 )
 
+PORT_BUSY_ATTEMPTS = 3  # starts of one storescp when its port is taken before it binds
+
 
 def have_dcmtk() -> bool:
     return all(shutil.which(tool) for tool in ("storescu", "storescp", "echoscu"))
@@ -273,6 +275,7 @@ class StorescpPeer:
         self.directory = Path(directory)
         self.accepted_sop_classes = None if accepted_sop_classes is None else list(accepted_sop_classes)
         self.port = port or free_port()
+        self._own_port = port is None  # chosen here: another free port may be taken if it is lost
         self.host = LOOPBACK
         self.aet = aet
         self.fork = fork
@@ -296,15 +299,26 @@ class StorescpPeer:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.accepted_sop_classes is not None:
             self.profile_path.write_text(storescp_profile(self.accepted_sop_classes))
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=dcmtk_env(), start_new_session=True
-            )
-        try:
-            wait_for_echo(self.host, self.port, timeout=self.start_timeout, proc=self.proc, log=self.log_path)
-        except BaseException:
-            self.stop()
-            raise
+        # Between free_port() and storescp's bind, another process (a test's outgoing connection) may
+        # take the port; storescp then exits with "Address already in use". Try again, bounded.
+        for attempt in range(1, PORT_BUSY_ATTEMPTS + 1):
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    self.command(), stdout=log, stderr=subprocess.STDOUT, env=dcmtk_env(), start_new_session=True
+                )
+            try:
+                wait_for_echo(self.host, self.port, timeout=self.start_timeout, proc=self.proc, log=self.log_path)
+                return self
+            except PeerError:
+                self.stop()
+                if attempt == PORT_BUSY_ATTEMPTS or "already in use" not in _tail(self.log_path, 400):
+                    raise
+                if self._own_port:
+                    self.port = free_port()
+                time.sleep(0.5)
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def stop(self) -> None:
