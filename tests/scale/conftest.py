@@ -105,7 +105,7 @@ def pg_url() -> Iterator[str]:
             c.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"no PostgreSQL server at {PG_URL}: {exc.orig}")
+        pytest.skip(reason=f"no PostgreSQL server at {PG_URL}: {exc.orig}")
     yield PG_URL.rsplit("/", 1)[0] + "/" + name
     with admin.connect() as c:
         c.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
@@ -122,7 +122,7 @@ def redis_queue() -> Iterator[dict]:
     try:
         client.ping()
     except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"no Redis server at {REDIS_URL}: {exc}")
+        pytest.skip(reason=f"no Redis server at {REDIS_URL}: {exc}")
     name = f"scale-{uuid.uuid4().hex[:10]}"
     yield {"queue.url": REDIS_URL, "queue.name": name}
     for key in client.scan_iter(f"*{name}*", count=500):
