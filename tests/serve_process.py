@@ -76,11 +76,12 @@ class ServeProcess(ChildProcess):
         self.stop()
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.1):
+    """Poll ``predicate`` until it returns a truthy value; bounded by ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+    raise AssertionError(f"{what} not met within {timeout:.0f}s")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from telerad.app import build_gateway
 from telerad.settings import load_settings
 from tests.peers import free_port
+from tests.serve_process import wait_for
 
 CLINIC_AE = "MODALITY"
 
@@ -35,10 +34,4 @@ def gateway(tmp_path):
 
 def wait_until(predicate, timeout=20.0, interval=0.1):
     """Poll ``predicate`` until it returns a truthy value; bounded by ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+    return wait_for(predicate, timeout, interval=interval)

@@ -19,6 +19,7 @@ import pytest
 
 from sample_dicom.synthetic import write_ct_series
 from tests.peers import LOOPBACK, StorescpPeer, TeleradPeer, have_dcmtk, run_storescu, stored_ok
+from tests.serve_process import wait_for
 from tests.stroke.conftest import write_config, write_phantom
 from viewer.reports.dicom import BASIC_TEXT_SR, ENCAPSULATED_PDF
 
@@ -32,14 +33,8 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists() or not have_dcmtk(), reason="needs Debian chromium and dcmtk")]
 
 
-def wait_until(fn, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+def wait_until(fn, timeout: float, what: str):
+    return wait_for(fn, timeout, what, interval=0.5)
 
 
 def add_user(data_dir: Path, name: str, role: str, clinic: str | None, monkeypatch) -> None:
