@@ -20,8 +20,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacs_gateway.index.models import Alert, AlertDelivery, AlertStep
 from stroke.config import AlertSettings
+from stroke.models import Alert, AlertDelivery, AlertStep
 from stroke.roster import Roster
 from telerad.errors import TeleradError
 from telerad.clock import as_utc, utcnow  # noqa: F401  (re-exported)

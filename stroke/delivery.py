@@ -19,10 +19,10 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
-from pacs_gateway.index.models import Alert, AlertDelivery, TriageRun
 from stroke.alerts import AlertService, utcnow
 from stroke.channels import ChannelError, send_email, send_webhook
 from stroke.config import AlertSettings
+from stroke.models import Alert, AlertDelivery, TriageRun
 from stroke.runner import OWNER
 from telerad.secretbox import SecretError
 

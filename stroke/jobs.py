@@ -25,11 +25,12 @@ from huey.consumer import Consumer
 from sqlalchemy import Connection, insert, or_, select, update
 
 from pacs_gateway import events as ev
-from pacs_gateway.index.models import Clinic, Series, Study, TriageRun
+from pacs_gateway.index.models import Clinic, Series, Study
 from stroke import rules
 from stroke.alerts import AlertService
 from stroke.compute import ComputePool
 from stroke.delivery import AlertWorker
+from stroke.models import TriageRun
 from stroke.roster import Roster
 from stroke.runner import OWNER, TriageRunner
 

@@ -13,8 +13,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from pacs_gateway.index.models import OncallContact
 from stroke.config import OncallContactConfig
+from stroke.models import OncallContact
 from telerad.errors import TeleradError
 from telerad.secretbox import ENV_PREFIX, PREFIX, SecretError, seal, unseal
 

@@ -17,9 +17,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 
-from pacs_gateway.index.models import Clinic, Instance, Series, Study, TriageRun
+from pacs_gateway.index.models import Clinic, Instance, Series, Study
 from stroke import compute, results, rules
 from stroke.compute import WorkerCrashed
+from stroke.models import TriageRun
 from telerad.clock import utcnow  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)

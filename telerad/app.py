@@ -15,6 +15,7 @@ from telerad.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from sqlalchemy import MetaData
 
 
 def build_gateway(settings: Settings) -> Gateway:
@@ -32,3 +33,16 @@ def build_web_app(gateway: Gateway) -> FastAPI:
     if getattr(gateway.store, "kind", "local") != "local" and getattr(app.state, "metadata", None) is not None:
         app.state.metadata.fetch = gateway.store.fetch  # DICOMweb, triage PNGs and reports read through the cache
     return app
+
+
+def index_metadata() -> MetaData:
+    """The index's metadata with every package's tables: the gateway's, stroke's and the reading room's.
+
+    What alembic's autogenerate compares the database against (``config.attributes["target_metadata"]``
+    of ``pacs_gateway/index/migrations/env.py``); the gateway alone knows only its own tables.
+    """
+    import stroke.models  # noqa: F401  (declares its tables on the shared Base)
+    import viewer.models  # noqa: F401
+    from pacs_gateway.index.models import Base
+
+    return Base.metadata

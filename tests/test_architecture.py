@@ -46,7 +46,6 @@ def layer_of(module: str) -> int:
 
 # (importer, imported) -> why it is still there. Remove an entry when you remove the arrow.
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    ("pacs_gateway.index.migrations.env", "viewer.models"): "one alembic history holds every package's tables",
     ("telerad.cliutil", "telerad.settings"): "settings_from_args loads the settings (lazy import)",
     ("telerad.secretbox", "telerad.settings"): "the default key comes from Settings (lazy import)",
     ("viewer.main", "telerad.settings"): "create_app defaults settings to Settings() (lazy import)",

@@ -12,7 +12,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pacs_gateway.index.models import Alert, Clinic, Delivery, Series, Study
+from pacs_gateway.index.models import Clinic, Delivery, Series, Study
+from stroke.models import Alert
 from telerad.clock import as_utc, utcnow
 from viewer.models import Report
 

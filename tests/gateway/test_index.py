@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from pacs_gateway.index.db import open_index
-from pacs_gateway.index.models import Base
-from telerad.app import build_gateway
+from telerad.app import build_gateway, index_metadata
 from sample_dicom.synthetic import write_ct_series
 from tests.gateway.conftest import CLINIC_AE, make_settings, wait_until
 from tests.gateway.helpers import events, instance_count, series_row
@@ -39,11 +38,19 @@ def db_url(request, tmp_path):
 
 
 def test_migrations_create_the_model_schema(db_url):
+    """The one alembic history creates exactly the tables the packages declare (gateway, stroke, viewer)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    metadata = index_metadata()
+    assert {"clinics", "triage_runs", "alerts", "users"} <= set(metadata.tables)  # each package's tables
     engine, _ = open_index(db_url)
     insp = inspect(engine)
-    assert set(Base.metadata.tables) <= set(insp.get_table_names())
-    for name, table in Base.metadata.tables.items():
+    assert set(metadata.tables) == set(insp.get_table_names()) - {"alembic_version"}
+    for name, table in metadata.tables.items():
         assert {c["name"] for c in insp.get_columns(name)} == set(table.columns.keys()), name
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []
     open_index(db_url)  # idempotent
     engine.dispose()
 

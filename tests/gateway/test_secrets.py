@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
-from pacs_gateway.index.models import AlertDelivery, Destination, OncallContact
+from pacs_gateway.index.models import Destination
+from stroke.models import AlertDelivery, OncallContact
 from telerad.app import build_gateway
 from sample_dicom.synthetic import write_ct_series
 from stroke.channels import ChannelError, send_email, send_webhook

@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from pacs_gateway.index.models import AlertDelivery
+from stroke.models import AlertDelivery
 from telerad.app import build_gateway
 from stroke.alerts import AlertError
 from tests.gateway.conftest import make_settings

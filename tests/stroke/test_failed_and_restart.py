@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from pacs_gateway.index import queries
-from pacs_gateway.index.models import Alert, TriageRun
+from stroke.models import Alert, TriageRun
 from telerad.app import build_gateway
 from tests.gateway.conftest import make_settings
 from tests.peers import LOOPBACK, StorescpPeer, TeleradPeer, have_dcmtk, run_storescu, stored_ok

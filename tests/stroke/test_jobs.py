@@ -8,7 +8,7 @@ import signal
 import pytest
 from sqlalchemy import select
 
-from pacs_gateway.index.models import Alert, TriageRun
+from stroke.models import Alert, TriageRun
 from telerad.app import build_gateway
 from tests.gateway.conftest import CLINIC_AE as GATEWAY_AE
 from tests.gateway.conftest import make_settings

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from pacs_gateway.index.models import TriageRun
+from stroke.models import TriageRun
 from tests.viewer.dicomweb_env import PASSWORD, STUDY_B, _push, start
 from viewer.ohif_fetch import DIST, installed
 

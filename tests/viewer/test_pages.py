@@ -29,7 +29,7 @@ def test_page_refuses_other_roles_with_403(env, user, path):
 
 
 def test_worklist_orders_stroke_alerts_first_then_priority_then_waiting(env):
-    from pacs_gateway.index.models import Alert
+    from stroke.models import Alert
     from telerad.clock import utcnow
 
     add_study(env.sessions, "1.2.3.100", "Clinic B", kind="chest_xr")

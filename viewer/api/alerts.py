@@ -16,8 +16,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from pacs_gateway.index.models import Alert, AlertStep
 from stroke.alerts import AlertError, _iso
+from stroke.models import Alert, AlertStep
 from viewer.auth import ANONYMOUS, CurrentUser, audit, require_roles
 from viewer.problems import Problem
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from pacs_gateway.index.models import TriageRun
 from stroke.alerts import _iso
+from stroke.models import TriageRun
 from stroke.rules import warnings_text
 from viewer.api.deps import SessionDep
 from viewer.auth import require_roles

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from pacs_gateway.index.models import Alert, TriageRun
+from stroke.models import Alert, TriageRun
 from stroke.rules import DISCLAIMER, warnings_text
 from viewer.auth import CurrentUser, require_roles
 from viewer.pages.render import render

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from pacs_gateway.index import queries
-from pacs_gateway.index.models import Alert, Clinic, Study, TriageRun
+from pacs_gateway.index.models import Clinic, Study
+from stroke.models import Alert, TriageRun
 from stroke.rules import DISCLAIMER, warnings_text
 from viewer.auth import ROLES, CurrentUser, audit, require_clinic, require_roles
 from viewer.models import StudyClaim

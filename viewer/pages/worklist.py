@@ -10,7 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from pacs_gateway.index.models import AlertStep, Clinic, Delivery, Event
+from pacs_gateway.index.models import Clinic, Delivery, Event
+from stroke.models import AlertStep
 from viewer.auth import CurrentUser, CurrentUserDep, require_roles
 from viewer.models import Report, StudyClaim
 from viewer.pages.render import HOME, render

@@ -12,8 +12,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pacs_gateway.index.models import Alert, Clinic, Delivery, Series, Study, TriageRun
+from pacs_gateway.index.models import Clinic, Delivery, Series, Study
 from pacs_gateway.routing.config import DEFAULT_STROKE_KINDS
+from stroke.models import Alert, TriageRun
 from telerad.clock import as_utc, utcnow
 from viewer.models import Report, StudyClaim
 

@@ -1,12 +1,14 @@
-"""Alembic environment: runs on the connection handed in by ``db.migrate``."""
+"""Alembic environment: runs on the connection handed in by ``db.migrate``.
+
+Each revision spells out its own tables, so upgrading needs no models. What autogenerate compares
+against, the metadata with every package's tables (``telerad.app.index_metadata()``), is handed in by
+the caller as ``config.attributes["target_metadata"]``: the gateway knows only its own tables.
+"""
 
 from alembic import context
 
-from pacs_gateway.index.models import Base
-import viewer.models  # noqa: F401,E402  the reading room's tables (0004) share this metadata; autogenerate must see them
-
 config = context.config
-target_metadata = Base.metadata
+target_metadata = config.attributes.get("target_metadata")
 
 
 def run_migrations_online() -> None:
