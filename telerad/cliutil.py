@@ -1,4 +1,4 @@
-"""Helpers every subcommand uses: common options, settings, error reporting."""
+"""Helpers every subcommand uses: common options and error reporting (the settings: ``telerad.settings.settings_from_args``)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from telerad.errors import TeleradError
-
-if TYPE_CHECKING:  # pydantic costs ~0.1 s to import; commands that need no settings skip it
-    from telerad.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +58,6 @@ def model_from_options(model, error: type[Exception], **fields):
             msg = e.get("msg", "invalid value").removeprefix("Value error, ")
             parts.append(f"--{loc}: {msg}" if loc else msg)
         raise error("; ".join(parts)) from None
-
-
-def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
-    from telerad.settings import load_settings
-
-    return load_settings(
-        getattr(args, "config", None),
-        data_dir=getattr(args, "data_dir", None),
-        log_level=getattr(args, "log_level", None),
-        **overrides,
-    )
 
 
 def configure_logging(level: str = "INFO") -> None:

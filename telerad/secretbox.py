@@ -10,7 +10,8 @@ A value may instead name an environment variable, ``env:NAME``: the index then s
 reference and the secret is read from the process environment when it is used.
 
 The key is process-wide: :func:`install` is called by ``telerad.settings.load_settings`` (every
-entry point goes through it); before that, the key of the default settings is used.
+entry point goes through it); before that, the key of the default settings is used, which
+``telerad.settings`` hands in with :func:`set_default_settings` (this module imports nothing of it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import base64
 import os
 import re
 import threading
+from collections.abc import Callable
 
 from telerad.errors import ConfigError
 
@@ -109,6 +111,14 @@ def resolve_env(value: str | None, what: str) -> str | None:
 
 _lock = threading.Lock()
 _box: SecretBox | None = None
+_default_settings: Callable[[], object] | None = None
+
+
+def set_default_settings(factory: Callable[[], object]) -> None:
+    """Where the key comes from before :func:`install`: ``factory()``, the default settings (built when first needed)."""
+    global _default_settings
+    with _lock:
+        _default_settings = factory
 
 
 def install(settings) -> SecretBox:
@@ -124,9 +134,9 @@ def box() -> SecretBox:
     global _box
     with _lock:
         if _box is None:
-            from telerad.settings import Settings
-
-            _box = SecretBox.from_settings(Settings())
+            if _default_settings is None:
+                raise SecretError("no key for secrets at rest: load the settings first (telerad.settings.load_settings)")
+            _box = SecretBox.from_settings(_default_settings())
         return _box
 
 

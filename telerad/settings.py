@@ -9,6 +9,7 @@ the README's Configuration table.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
 from pathlib import Path
@@ -28,6 +29,7 @@ from pacs_gateway.config import (  # noqa: F401  (re-exported: the gateway owns 
 )
 from pacs_gateway.routing.config import DestinationConfig, RoutingSettings
 from stroke.config import AlertSettings, OncallContactConfig, TriageSettings
+from telerad import secretbox
 from telerad.errors import ConfigError
 
 DEFAULT_SECRET = "change-me-telerad-dev-secret"
@@ -123,6 +125,10 @@ class Settings(BaseSettings):
         return self.data_dir / "queue.sqlite3"
 
 
+# before load_settings installs a configuration's key, secrets in the index are sealed with the default settings' key
+secretbox.set_default_settings(Settings)
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
@@ -168,10 +174,19 @@ def load_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
     built = Settings.model_construct(**{k: getattr(settings, k) for k in Settings.model_fields})
-    from telerad import secretbox
-
     secretbox.install(built)  # secrets in the index are sealed with this configuration's key
     return built
+
+
+def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """The settings of a command line: ``--config``, ``--data-dir`` and ``--log-level`` (``telerad.cliutil.add_common_args``),
+    then ``overrides`` (None = not given)."""
+    return load_settings(
+        getattr(args, "config", None),
+        data_dir=getattr(args, "data_dir", None),
+        log_level=getattr(args, "log_level", None),
+        **overrides,
+    )
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,7 @@
 
 Every module of the top-level packages is parsed with ``ast`` (imports inside functions and under
 ``TYPE_CHECKING`` count too: a lazy import is still an arrow) and mapped to its layer; an import of a
-module in a higher layer is an upward arrow. ``KNOWN_UPWARD`` lists the arrows that existed when this
-test was written, each to be removed; the test fails on any arrow not listed there, and on a listed
-arrow that no longer exists (so the list only shrinks).
+module in a higher layer is an upward arrow, and the test fails on any.
 """
 
 from __future__ import annotations
@@ -42,14 +40,6 @@ def layer_of(module: str) -> int:
         if prefix in LAYERS:
             return LAYERS[prefix]
     raise AssertionError(f"{module} belongs to no layer")
-
-
-# (importer, imported) -> why it is still there. Remove an entry when you remove the arrow.
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    ("telerad.cliutil", "telerad.settings"): "settings_from_args loads the settings (lazy import)",
-    ("telerad.secretbox", "telerad.settings"): "the default key comes from Settings (lazy import)",
-    ("viewer.main", "telerad.settings"): "create_app defaults settings to Settings() (lazy import)",
-}
 
 
 def module_name(path: Path) -> str:
@@ -113,14 +103,9 @@ def test_every_module_has_a_layer():
         layer_of(module)
 
 
-def test_no_new_upward_import():
-    new = sorted(upward_arrows() - set(KNOWN_UPWARD))
-    assert not new, "upward imports (importer -> imported):\n" + "\n".join(f"  {a} -> {b}" for a, b in new)
-
-
-def test_known_upward_imports_are_still_there():
-    gone = sorted(set(KNOWN_UPWARD) - upward_arrows())
-    assert not gone, "remove these from KNOWN_UPWARD, they are gone:\n" + "\n".join(f"  {a} -> {b}" for a, b in gone)
+def test_no_upward_import():
+    arrows = sorted(upward_arrows())
+    assert not arrows, "upward imports (importer -> imported):\n" + "\n".join(f"  {a} -> {b}" for a, b in arrows)
 
 
 def test_the_check_sees_an_upward_import(tmp_path):
@@ -142,10 +127,6 @@ GATEWAY_INTERNALS = (
     "pacs_gateway.routing.stow_sender", "pacs_gateway.routing.wire", "pacs_gateway.routing.retry",
     "pacs_gateway.routing.clinic_return", "pacs_gateway.scp", "pacs_gateway.ul",
 )
-# (importer, internal module) -> why it is still there. Remove an entry when you remove the import.
-KNOWN_INTERNAL_USES: dict[tuple[str, str], str] = {
-    ("viewer.dicomweb.stow", "pacs_gateway.intake"): "STOW-RS checks the Part-10 layout and header itself",
-}
 
 
 def gateway_uses() -> set[tuple[str, str, str]]:
@@ -175,9 +156,6 @@ def test_no_private_gateway_name_is_imported_from_outside():
     assert not private, "\n".join(f"  {m} imports {t}.{n}" for m, t, n in private)
 
 
-def test_no_new_use_of_gateway_internals():
-    internal = {(m, t) for m, t, _ in gateway_uses() if t.startswith(GATEWAY_INTERNALS)}
-    new = sorted(internal - set(KNOWN_INTERNAL_USES))
-    assert not new, "use the Gateway's methods instead:\n" + "\n".join(f"  {m} -> {t}" for m, t in new)
-    gone = sorted(set(KNOWN_INTERNAL_USES) - internal)
-    assert not gone, "remove these from KNOWN_INTERNAL_USES, they are gone:\n" + "\n".join(f"  {m} -> {t}" for m, t in gone)
+def test_no_use_of_gateway_internals():
+    internal = sorted({(m, t) for m, t, _ in gateway_uses() if t.startswith(GATEWAY_INTERNALS)})
+    assert not internal, "use the Gateway's methods instead:\n" + "\n".join(f"  {m} -> {t}" for m, t in internal)

@@ -19,15 +19,11 @@ from viewer.auth.tokens import TokenSigner
 from viewer.pages import install as install_pages
 
 
-def create_app(sessions: sessionmaker, *, ready=lambda: True, alerts=None, store_root=None, settings=None,
+def create_app(sessions: sessionmaker, *, settings, ready=lambda: True, alerts=None, store_root=None,
                gateway=None) -> FastAPI:
-    """``alerts``: the gateway's AlertService (acknowledgements); ``store_root``: where summary PNGs live;
-    ``settings``: the Settings (secret key, web section; defaults when None); ``gateway``: the running
-    Gateway, which stores and routes final reports."""
-    if settings is None:
-        from telerad.settings import Settings
-
-        settings = Settings()
+    """``settings``: the Settings (secret key, web section), handed in by the caller (``telerad.app``);
+    ``alerts``: the gateway's AlertService (acknowledgements); ``store_root``: where summary PNGs live;
+    ``gateway``: the running Gateway, which stores and routes final reports."""
     app = FastAPI(title="telerad", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sessions = sessions
     app.state.alerts = alerts

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from telerad.cliutil import ArgumentParser, registry_parser, run_cli, settings_from_args
+from telerad.cliutil import ArgumentParser, registry_parser, run_cli
+from telerad.settings import settings_from_args
 
 
 def build_parser() -> ArgumentParser:

@@ -7,7 +7,8 @@ import signal
 import sys
 import threading
 
-from telerad.cliutil import ArgumentParser, add_common_args, configure_logging, run_cli, settings_from_args
+from telerad.cliutil import ArgumentParser, add_common_args, configure_logging, run_cli
+from telerad.settings import settings_from_args
 
 log = logging.getLogger("telerad.serve")
 

@@ -12,8 +12,9 @@ import logging
 import signal
 import threading
 
-from telerad.cliutil import ArgumentParser, add_common_args, configure_logging, run_cli, settings_from_args
+from telerad.cliutil import ArgumentParser, add_common_args, configure_logging, run_cli
 from telerad.errors import ConfigError
+from telerad.settings import settings_from_args
 
 log = logging.getLogger("telerad.worker")
 

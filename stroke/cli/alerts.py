@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from telerad.cliutil import ArgumentParser, add_common_args, run_cli, settings_from_args
+from telerad.cliutil import ArgumentParser, add_common_args, run_cli
+from telerad.settings import settings_from_args
 
 PROG = "telerad alerts"
 

@@ -207,7 +207,7 @@ def test_api_shows_delivery_state_and_problem_json_for_unknown_study(gateway_fac
         gw = gateway_factory(destinations=[dicom_destination("lead", lead.port, lead.aet)])
         push(gw, files)
         wait_until(lambda: ledger_counts(gw).get("delivered") == 5, timeout=30, what="5 delivered rows")
-        client = TestClient(create_app(gw.sessions))
+        client = TestClient(create_app(gw.sessions, settings=gw.settings))
         body = client.get(f"/api/studies/{study_uid(files)}").json()
         [d] = body["deliveries"]
         assert d["destination"] == "lead" and d["kind"] == "dicom" and d["state"] == "delivered"

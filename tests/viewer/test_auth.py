@@ -188,11 +188,12 @@ def test_open_install_without_accounts_keeps_working(tmp_path, path):
     from starlette.testclient import TestClient
 
     from pacs_gateway.index.db import open_index
+    from telerad.settings import Settings
     from viewer.main import create_app
 
     engine, sessions = open_index(f"sqlite:///{tmp_path / 'i.sqlite3'}")
     try:
-        c = TestClient(create_app(sessions))
+        c = TestClient(create_app(sessions, settings=Settings()))
         assert c.get(path).status_code in (200, 503)
     finally:
         engine.dispose()

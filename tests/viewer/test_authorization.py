@@ -12,6 +12,7 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy.orm import sessionmaker
 
+from telerad.settings import Settings
 from tests.viewer.conftest import ACCOUNTS, token
 from viewer.auth import ROLES
 from viewer.auth.deps import current_user, open_on_loopback
@@ -43,7 +44,7 @@ def _roles(dependant) -> frozenset[str] | str | None:
 
 def _routes() -> list[tuple[str, str, object]]:
     """(path, method, roles) of every API route, also those of included routers."""
-    app = create_app(sessionmaker())
+    app = create_app(sessionmaker(), settings=Settings())
     out = []
     for rc in iter_route_contexts(app.routes):
         route = rc.original_route

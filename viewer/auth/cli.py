@@ -11,7 +11,8 @@ import getpass
 import json
 import sys
 
-from telerad.cliutil import ArgumentParser, add_common_args, run_cli, settings_from_args
+from telerad.cliutil import ArgumentParser, add_common_args, run_cli
+from telerad.settings import settings_from_args
 
 PROG = "telerad user"
 DEMO = (("radiologist", "radiologist"), ("stroke", "stroke"), ("admin", "admin"))

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from pacs_gateway import status as dimse
+from pacs_gateway.errors import BadDataset
 from pacs_gateway.index.models import Clinic, Study
 from viewer.dicomweb.common import DICOM_JSON, dicomweb_base, split_multipart
 from viewer.dicomweb.deps import UploaderDep
@@ -90,8 +91,6 @@ def _clinic(request: Request, user, session) -> Clinic | None:
 
 def _validate(gw, parts, staging: Path, study_uid: str | None) -> tuple[list[tuple[Path, object]], list[dict]]:
     """Write each part to a staging file and check it; ``([(path, header)], failures)``."""
-    from pacs_gateway.intake import BadDataset, check_header, part10_layout
-
     staged, failures = [], []
     for n, (headers, data) in enumerate(parts, 1):
         ctype = headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
@@ -103,8 +102,7 @@ def _validate(gw, parts, staging: Path, study_uid: str | None) -> tuple[list[tup
         with open(path, "wb") as f:
             f.write(data)
         try:
-            offset, ts = part10_layout(data[:1 << 16] if len(data) > 144 else data)
-            header = check_header(gw, path, offset, ts)
+            header = gw.check_file(path)
         except BadDataset as exc:
             failures.append({"part": n, "reason": f"part {n}: {exc}", "status": f"0x{exc.status:04X}",
                              "failure_reason": PROCESSING_FAILURE})
