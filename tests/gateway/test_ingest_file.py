@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from pydicom import dcmread
 
 from pacs_gateway import status
+from pacs_gateway.errors import BadDataset
 from pacs_gateway.ingest import Outcome
 from tests.gateway.conftest import CLINIC_AE
 from tests.gateway.helpers import dataset_bytes, instance_count, stored_path
@@ -43,3 +45,19 @@ def test_ingest_file_refuses_malformed_with_a_specific_error(gateway, tmp_path):
     assert not junk.exists() and not files[0].exists()
     assert instance_count(gateway) == 0
     assert not list(gateway.store.tmp.iterdir())
+
+
+def test_check_file_reads_the_header_as_ingest_file_would_and_stores_nothing(gateway, tmp_path):
+    files = write_ct_series(tmp_path / "ct", n_images=2, rows=64, cols=64)
+    header = gateway.check_file(files[0])
+    ds = dcmread(files[0], stop_before_pixels=True)
+    assert (header.study_uid, header.series_uid, header.sop_uid) == (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[: len(data) - 1000])  # pixel data cut short
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not dicom at all" * 20)
+    for path, code, words in ((junk, status.CANNOT_PARSE, "Part-10"), (files[1], status.TRUNCATED, "truncated")):
+        with pytest.raises(BadDataset, match=words) as err:
+            gateway.check_file(path)
+        assert err.value.status == code and path.exists()  # the same reason ingest_file gives; the file stays
+    assert files[0].exists() and instance_count(gateway) == 0

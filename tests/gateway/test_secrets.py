@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -133,3 +136,27 @@ def test_smtp_login_needs_tls_unless_explicitly_allowed(monkeypatch):
             send_email(allowed, "dr@example.org", "s", "t", None, "x.png")
         assert "refusing" not in str(err.value) and SMTP_PASSWORD not in str(err.value)
     assert os.environ.get("SMTP_PW") == SMTP_PASSWORD
+
+
+def test_before_settings_are_loaded_the_default_settings_key_is_used():
+    """secretbox imports nothing of telerad.settings: the settings module hands in its defaults, and
+    without them there is no key (a clear error, never a made-up key)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELERAD_")}
+    code = "\n".join([
+        "import sys",
+        "from telerad import secretbox",
+        "try:",
+        "    secretbox.seal('x')",
+        "except secretbox.SecretError as exc:",
+        "    print(exc)",
+        "else:",
+        "    sys.exit('sealed without a key')",
+        "import telerad.settings",
+        "box = secretbox.SecretBox(secretbox.derive_key(telerad.settings.DEFAULT_SECRET))",
+        "assert box.open(secretbox.seal('whsec_x')) == 'whsec_x'",
+    ])
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(root)}, cwd=root,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "load the settings first" in r.stdout
