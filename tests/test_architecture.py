@@ -19,7 +19,7 @@ PACKAGES = ("telerad", "models", "triage", "pacs_gateway", "stroke", "viewer", "
 LAYERS: dict[str, int] = {
     # 0 common: imports nothing of ours but itself
     "telerad": 0, "telerad.clock": 0, "telerad.errors": 0, "telerad.validators": 0, "telerad.logctx": 0,
-    "telerad.secretbox": 0, "telerad.cliutil": 0,
+    "telerad.secretbox": 0, "telerad.cliutil": 0, "telerad.dicom_header": 0,
     "models": 1,
     "triage": 2,
     "pacs_gateway": 3,
