@@ -20,7 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from pacs_gateway.index.models import Alert, AlertDelivery, TriageRun
-from stroke.alerts import AlertService, utcnow
+from stroke.alerts import AlertService
+from telerad.clock import utcnow
 from stroke.channels import ChannelError, send_email, send_webhook
 from stroke.config import AlertSettings
 from stroke.runner import OWNER

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from pacs_gateway.index.models import Alert, AlertStep
-from stroke.alerts import AlertError, _iso
+from stroke.alerts import AlertError
+from telerad.clock import isoformat
 from viewer.auth import ANONYMOUS, CurrentUser, audit, require_roles
 from viewer.problems import Problem
 
@@ -64,7 +65,7 @@ async def stream(request: Request, since: int | None = Query(None, ge=0)):
             rows = s.execute(select(AlertStep, Alert).join(Alert, Alert.id == AlertStep.alert_id)
                              .where(AlertStep.id > after).order_by(AlertStep.id).limit(200)).all()
             return [(st.id, f"alert.{st.step}", json.dumps({
-                "alert_id": a.id, "type": a.type, "step": st.step, "tier": st.tier, "at": _iso(st.at),
+                "alert_id": a.id, "type": a.type, "step": st.step, "tier": st.tier, "at": isoformat(st.at),
                 "user": st.user, "detail": st.detail, "state": a.state, "study_instance_uid": a.study_uid,
                 "clinic": a.clinic, "message": a.message, "automated_result": True}))
                 for st, a in rows]
