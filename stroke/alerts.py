@@ -178,6 +178,25 @@ class AlertService:
             return [alert_dict(s, a) for a in s.execute(q).scalars()]
 
 
+def newest_step_id(s: Session) -> int:
+    """The id of the newest lifecycle step of any alert (0 when there is none)."""
+    return s.execute(select(func.max(AlertStep.id))).scalar() or 0
+
+
+def step_events(s: Session, after: int, limit: int = 200) -> list[tuple[int, str, dict]]:
+    """The lifecycle steps after step id ``after``, oldest first, as ``(step id, event name, data)``.
+
+    The event name is ``alert.<step>`` (``alert.created``, ``alert.sent``, ...); the data names the alert,
+    its study and its state now, and says it is an automated result.
+    """
+    rows = s.execute(select(AlertStep, Alert).join(Alert, Alert.id == AlertStep.alert_id)
+                     .where(AlertStep.id > after).order_by(AlertStep.id).limit(limit)).all()
+    return [(st.id, f"alert.{st.step}", {
+        "alert_id": a.id, "type": a.type, "step": st.step, "tier": st.tier, "at": isoformat(st.at),
+        "user": st.user, "detail": st.detail, "state": a.state, "study_instance_uid": a.study_uid,
+        "clinic": a.clinic, "message": a.message, "automated_result": True}) for st, a in rows]
+
+
 def alert_dict(s: Session, a: Alert, full: bool = False) -> dict:
     steps = s.execute(select(AlertStep).where(AlertStep.alert_id == a.id).order_by(AlertStep.id)).scalars()
     deliveries = s.execute(select(AlertDelivery).where(AlertDelivery.alert_id == a.id)

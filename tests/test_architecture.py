@@ -182,3 +182,40 @@ def test_no_new_use_of_gateway_internals():
     assert not new, "use the Gateway's methods instead:\n" + "\n".join(f"  {m} -> {t}" for m, t in new)
     gone = sorted(set(KNOWN_INTERNAL_USES) - internal)
     assert not gone, "remove these from KNOWN_INTERNAL_USES, they are gone:\n" + "\n".join(f"  {m} -> {t}" for m, t in gone)
+
+
+def private_imports_of(path: Path, module: str) -> set[str]:
+    """The private names (or modules) ``module`` imports from another top-level package."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - (node.level - 1)] + ([base] if base else []))
+            names = [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] not in PACKAGES or parts[0] == module.split(".")[0]:
+                continue
+            if any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in parts):
+                found.add(name)
+    return found
+
+
+def test_no_private_name_is_imported_from_another_package():
+    """A package uses another's public names only (a private name in the same package is fine)."""
+    private = sorted((m, n) for m, path in all_modules().items() for n in private_imports_of(path, m))
+    assert not private, "make these public or move them:\n" + "\n".join(f"  {m} imports {n}" for m, n in private)
+
+
+def test_the_check_sees_a_private_import(tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text("from stroke.alerts import _iso, alert_dict\nimport triage._x.y\nfrom telerad import __version__\n"
+                   "def f():\n    from viewer.reports.service import _study\n    from ._own import _helper\n")
+    assert private_imports_of(src, "viewer.api.mod") == {"stroke.alerts._iso", "triage._x.y"}

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from pacs_gateway.index.models import Alert, AlertStep
+from stroke import alerts
 from stroke.alerts import AlertError
-from telerad.clock import isoformat
 from viewer.auth import ANONYMOUS, CurrentUser, audit, require_roles
 from viewer.problems import Problem
 
@@ -58,17 +55,11 @@ async def stream(request: Request, since: int | None = Query(None, ge=0)):
 
     def newest() -> int:
         with sessions() as s:
-            return s.execute(select(func.max(AlertStep.id))).scalar() or 0
+            return alerts.newest_step_id(s)
 
     def fetch(after: int) -> list[tuple[int, str, str]]:
         with sessions() as s:
-            rows = s.execute(select(AlertStep, Alert).join(Alert, Alert.id == AlertStep.alert_id)
-                             .where(AlertStep.id > after).order_by(AlertStep.id).limit(200)).all()
-            return [(st.id, f"alert.{st.step}", json.dumps({
-                "alert_id": a.id, "type": a.type, "step": st.step, "tier": st.tier, "at": isoformat(st.at),
-                "user": st.user, "detail": st.detail, "state": a.state, "study_instance_uid": a.study_uid,
-                "clinic": a.clinic, "message": a.message, "automated_result": True}))
-                for st, a in rows]
+            return [(step_id, name, json.dumps(data)) for step_id, name, data in alerts.step_events(s, after)]
 
     async def events():
         after = start if start is not None else await run_in_threadpool(newest)
