@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stroke import alerts
 from stroke.alerts import AlertError
+from viewer.api.schemas import AlertDetail, AlertPublic
 from viewer.auth import ANONYMOUS, CurrentUser, audit, require_roles
 from viewer.problems import Problem
 
@@ -38,7 +39,7 @@ def _call(fn, *args):
         raise Problem(exc.status, "Alert error", str(exc)) from None
 
 
-@router.get("")
+@router.get("", response_model=list[AlertPublic])
 def list_alerts(request: Request, limit: int = Query(100, ge=1, le=1000), study: str | None = None) -> list[dict]:
     return _service(request).list(limit=limit, study_uid=study)
 
@@ -83,12 +84,12 @@ async def stream(request: Request, since: int | None = Query(None, ge=0)):
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
-@router.get("/{alert_id}")
+@router.get("/{alert_id}", response_model=AlertDetail)
 def get_alert(alert_id: int, request: Request) -> dict:
     return _call(_service(request).get, alert_id)
 
 
-@router.post("/{alert_id}/ack")
+@router.post("/{alert_id}/ack", response_model=AlertDetail)
 def acknowledge(alert_id: int, request: Request, who: Annotated[CurrentUser, Depends(require_roles(*ALERT_ROLES))],
                 user: str | None = Body(None, embed=True, min_length=1, max_length=128)) -> dict:
     """Acknowledge an alert as the logged-in user; stops its escalation. 409 when already acknowledged.

@@ -12,6 +12,7 @@ from pacs_gateway.index.models import TriageRun
 from stroke.rules import warnings_text
 from telerad.clock import isoformat
 from viewer.api.deps import SessionDep
+from viewer.api.schemas import TriageRunDetail, TriageRunSummary
 from viewer.auth import require_roles
 from viewer.problems import Problem
 
@@ -27,7 +28,7 @@ def _run(session, run_id: int) -> TriageRun:
     return run
 
 
-@router.get("")
+@router.get("", response_model=list[TriageRunSummary])
 def list_runs(session: SessionDep, study: str | None = None) -> list[dict]:
     q = select(TriageRun).order_by(TriageRun.id.desc()).limit(200)
     if study:
@@ -39,7 +40,7 @@ def list_runs(session: SessionDep, study: str | None = None) -> list[dict]:
              "finished_at": isoformat(r.finished_at), "automated_result": True} for r in session.execute(q).scalars()]
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", response_model=TriageRunDetail)
 def get_run(run_id: int, session: SessionDep) -> dict:
     r = _run(session, run_id)
     return {"id": r.id, "state": r.state, "status": r.status, "reason": r.reason, "result": r.result,
