@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
-__all__ = ["PIXEL_DATA", "Elements", "Truncated", "Unsupported", "parse_part10", "walk"]
+__all__ = ["PIXEL_DATA", "Elements", "Truncated", "Unsupported", "parse_part10", "part10_layout", "walk"]
 
 PIXEL_DATA = 0x7FE00010
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -190,22 +190,38 @@ def walk(buf, pos: int = 0, *, implicit: bool = False, little: bool = True, want
     return found
 
 
+def part10_layout(head) -> tuple[int, str]:
+    """``(dataset_offset, transfer_syntax_uid)`` of a Part-10 file from its first bytes (bytes, memoryview, mmap).
+
+    The data set starts where the file meta group length (0002,0000) says. Raises :class:`Unsupported`,
+    saying why, when the bytes are not a Part-10 file with a transfer syntax.
+    """
+    if len(head) < 144 or bytes(head[128:132]) != b"DICM" or bytes(head[132:136]) != b"\x02\x00\x00\x00":
+        raise Unsupported("not a DICOM Part-10 file (no 'DICM' preamble and file meta group length)")
+    meta_len = _LITTLE.u32.unpack_from(head, 140)[0]
+    end = 144 + meta_len
+    if meta_len > 1 << 20 or end > len(head):
+        raise Unsupported("the file meta information group length runs past the end of the file")
+    pos, n = 144, len(head)
+    while pos + 8 <= end:
+        tag, _, head_len, length = _element(head, pos, n, False, _LITTLE, False)
+        if tag == 0x00020010:
+            value = bytes(head[pos + head_len:pos + head_len + length])
+            return end, value.rstrip(b"\0 ").decode("ascii", "replace")
+        pos += head_len + length
+    raise Unsupported("the file meta information has no Transfer Syntax UID (0002,0010)")
+
+
 def parse_part10(buf: bytes, keywords: Mapping[str, int], want: frozenset[int] | None = None) -> Elements:
     """Read a Part-10 file start (through the pixel data element's header) with the values of ``keywords``.
 
     ``keywords`` maps keyword -> tag; ``want`` is the set of its tags (pass it to save building it per
-    file; by default every tag of ``keywords``). Raises :class:`Unsupported` for a file without preamble, a data set
-    that is not explicit VR little endian, or when ``buf`` ends before the pixel data element (read more
-    of the file and call again); a file without pixel data is left to pydicom that way too.
+    file; by default every tag of ``keywords``). Raises :class:`Unsupported` for a file that is not Part-10
+    (:func:`part10_layout`), a data set that is not explicit VR little endian, or when ``buf`` ends before
+    the pixel data element (read more of the file and call again); a file without pixel data is left to
+    pydicom that way too.
     """
-    if len(buf) < 144 or buf[128:132] != b"DICM":
-        raise Unsupported("no preamble")
-    pos, syntax, n = 132, "", len(buf)
-    while pos + 8 <= n and buf[pos:pos + 2] == b"\x02\x00":
-        tag, vr, head, length = _element(buf, pos, n, False, _LITTLE, True)
-        if tag == 0x00020010:
-            syntax = buf[pos + head:pos + head + length].decode("latin-1").strip("\x00 ")
-        pos += head + length
+    pos, syntax = part10_layout(buf)
     if not syntax or syntax in _NOT_LE_EXPLICIT:
         raise Unsupported(f"transfer syntax {syntax or 'missing'}")
     found = Elements(keywords)

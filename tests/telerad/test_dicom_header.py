@@ -12,7 +12,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from telerad.dicom_header import PIXEL_DATA, Truncated, Unsupported, parse_part10, walk
+from telerad.dicom_header import PIXEL_DATA, Truncated, Unsupported, parse_part10, part10_layout, walk
 
 ROWS, SOP, REFERENCED = 0x00280010, 0x00080018, 0x00081140
 
@@ -83,5 +83,23 @@ def test_parse_part10_locates_the_pixel_data_like_pydicom():
     assert found.us("Rows", 0) == 4 and found.text("SOPInstanceUID") == pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID
     with pytest.raises(Unsupported, match="no pixel data"):
         parse_part10(data[: found.pixel_offset - 12], {"Rows": ROWS})
-    with pytest.raises(Unsupported, match="no preamble"):
+    with pytest.raises(Unsupported, match="not a DICOM Part-10 file"):
         parse_part10(data[128:], {"Rows": ROWS})
+
+
+def test_part10_layout_and_its_refusals():
+    data = _part10(_dataset())
+    offset, syntax = part10_layout(memoryview(data))
+    assert syntax == ExplicitVRLittleEndian
+    assert data[offset:offset + 2] == b"\x08\x00"  # the data set starts with group 0008
+    meta_len = int.from_bytes(data[140:144], "little")
+    assert offset == 144 + meta_len
+    with pytest.raises(Unsupported, match="not a DICOM Part-10 file"):
+        part10_layout(data[:143])
+    with pytest.raises(Unsupported, match="runs past the end"):
+        part10_layout(data[:144 + meta_len - 1])
+    no_syntax = bytearray(data)
+    at = no_syntax.index(b"\x02\x00\x10\x00UI")
+    no_syntax[at + 2] = 0x11  # (0002,0011): not the transfer syntax
+    with pytest.raises(Unsupported, match="no Transfer Syntax UID"):
+        part10_layout(bytes(no_syntax))
