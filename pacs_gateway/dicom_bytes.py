@@ -2,8 +2,9 @@
 
 The association thread must not decode pixels, yet must refuse a data set whose
 elements run past the end of what arrived (pydicom reads such data silently).
-``HeaderReader`` walks the element headers only: tags and lengths, recursing
-into undefined-length sequences and encapsulated pixel data.
+``HeaderReader`` walks the element headers only, with the shared reader
+(:mod:`telerad.dicom_header`: tags and lengths, recursing into undefined-length
+sequences and encapsulated pixel data), and answers with the gateway's statuses.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import contextlib
 import io
 import mmap
 import re
-import tempfile
 import struct
+import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,109 +25,23 @@ from pydicom.uid import UID
 
 from pacs_gateway import status
 from pacs_gateway.errors import BadDataset
+from telerad import dicom_header
+from telerad.dicom_header import Elements, Unsupported
 
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_UNDEFINED = 0xFFFFFFFF
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
-class _Truncated(Exception):
-    pass
-
-
-class _Walker:
-    """Walks element headers; with ``want`` (tag -> None), also keeps those top-level values.
-
-    ``found`` maps each wanted tag that is present to ``(vr, raw value bytes)``;
-    ``vr`` is ``b""`` for implicit VR data.
-    """
-
-    def __init__(self, buf: bytes, implicit: bool, little: bool, want: frozenset[int] = frozenset()):
-        self.buf, self.implicit, self.end = buf, implicit, "<" if little else ">"
-        self.want = want
-        self.found: dict[int, tuple[bytes, bytes]] = {}
-        self.depth = 0
-
-    def _u32(self, pos: int) -> int:
-        if pos + 4 > len(self.buf):
-            raise _Truncated(pos)
-        return struct.unpack_from(self.end + "I", self.buf, pos)[0]
-
-    def _tag(self, pos: int) -> int:
-        if pos + 4 > len(self.buf):
-            raise _Truncated(pos)
-        g, e = struct.unpack_from(self.end + "HH", self.buf, pos)
-        return (g << 16) | e
-
-    def elements(self, pos: int, stop: int | None, implicit: bool) -> int:
-        """Walk elements from ``pos`` to ``stop`` (or to an item delimiter when None)."""
-        limit = len(self.buf) if stop is None else stop
-        while pos < limit:
-            tag = self._tag(pos)
-            if tag == _ITEM_END:
-                return pos + 8
-            if implicit or (tag >> 16) == 0xFFFE:
-                vr, length, pos = b"", self._u32(pos + 4), pos + 8
-            else:
-                vr = bytes(self.buf[pos + 4 : pos + 6])
-                if len(vr) < 2:
-                    raise _Truncated(pos)
-                if vr in _LONG_VRS:
-                    length, pos = self._u32(pos + 8), pos + 12
-                else:
-                    if pos + 8 > len(self.buf):
-                        raise _Truncated(pos)
-                    length = struct.unpack_from(self.end + "H", self.buf, pos + 6)[0]
-                    pos += 8
-            if length == _UNDEFINED:
-                self.depth += 1
-                pos = self.undefined(pos, tag, vr, implicit)
-                self.depth -= 1
-            else:
-                if self.depth == 0 and tag in self.want:
-                    self.found[tag] = (bytes(vr), bytes(self.buf[pos : pos + length]))
-                pos += length
-                if pos > len(self.buf):
-                    raise _Truncated(pos)
-        if stop is None:
-            raise _Truncated(pos)  # an undefined-length item never closed
-        if pos != stop:
-            raise _Truncated(pos)
-        return pos
-
-    def undefined(self, pos: int, tag: int, vr: bytes, implicit: bool) -> int:
-        """Skip the items of an undefined-length SQ, UN or encapsulated pixel data value."""
-        inner_implicit = implicit or vr == b"UN"
-        encapsulated = tag == 0x7FE00010 or vr in (b"OB", b"OW")
-        while True:
-            item = self._tag(pos)
-            length = self._u32(pos + 4)
-            pos += 8
-            if item == _SEQ_END:
-                return pos
-            if item != _ITEM:
-                raise _Truncated(pos)
-            if length == _UNDEFINED and not encapsulated:
-                pos = self.elements(pos, None, inner_implicit)
-            else:
-                pos += length
-                if pos > len(self.buf):
-                    raise _Truncated(pos)
-
-
-def _walk(buf, ts: UID, offset: int, want: frozenset[int] = frozenset()) -> _Walker:
-    walker = _Walker(buf, ts.is_implicit_VR, ts.is_little_endian, want)
+def _walk(buf, ts: UID, want: frozenset[int]) -> Elements:
+    """The whole data set walked by the shared reader; an element past the end is refused (0xC211)."""
     try:
-        walker.elements(offset, len(buf), ts.is_implicit_VR)
-    except _Truncated as exc:
+        return dicom_header.walk(buf, implicit=ts.is_implicit_VR, little=ts.is_little_endian, want=want)
+    except dicom_header.Truncated as exc:
         raise BadDataset(
-            f"data set truncated: an element runs past the end of the {len(buf) - offset} bytes received "
-            f"(at byte {exc.args[0] - offset})",
+            f"data set truncated: an element runs past the end of the {len(buf)} bytes received "
+            f"(at byte {exc.at})",
             status.TRUNCATED,
         ) from None
-    return walker
 
 
 @dataclass(frozen=True)
@@ -203,13 +118,13 @@ class HeaderReader:
         ts = UID(transfer_syntax)
         if transfer_syntax == DEFLATED:
             with self._inflated(dataset) as buf:
-                walker = _walk(buf, ts, 0, self._want)
+                found = _walk(buf, ts, self._want)
                 del buf
         else:
-            walker = _walk(dataset, ts, 0, self._want)
+            found = _walk(dataset, ts, self._want)
         try:
-            return self._header(walker.found, ts)
-        except dicom_values.Unsupported:
+            return self._header(found, ts)
+        except Unsupported:
             return read_header(part10(), self.keywords)
 
     @contextlib.contextmanager
@@ -250,20 +165,22 @@ class HeaderReader:
                 except BufferError:
                     pass
 
-    def _header(self, found: dict[int, tuple[bytes, bytes]], ts: UID) -> Header:
+    def _header(self, found: Elements, ts: UID) -> Header:
         from pacs_gateway import dicom_values
 
         little = ts.is_little_endian
-        charset = found.pop(dicom_values.SPECIFIC_CHARACTER_SET, (b"", b""))[1].decode("ascii", "replace").strip(" \0")
+        raws, vrs = found.values, found.vrs
+        charset = raws.pop(dicom_values.SPECIFIC_CHARACTER_SET, b"").decode("ascii", "replace").strip(" \0")
         encoding = dicom_values.CHARSETS.get(charset)
         if encoding is None:
-            raise dicom_values.Unsupported(f"character set {charset!r}")
+            raise Unsupported(f"character set {charset!r}")
         values: dict[str, object] = {}
-        for tag, (vr, raw) in found.items():
+        for tag, raw in raws.items():
             kw, dict_vr = self._tags[tag]
+            vr = vrs[tag]
             vr_s = vr.decode("ascii", "replace") if vr else dict_vr
             if vr_s not in dicom_values.ALL_VRS:
-                raise dicom_values.Unsupported(f"VR {vr_s}")
+                raise Unsupported(f"VR {vr_s}")
             v = dicom_values.decode(vr_s, raw, little, encoding)
             if v is not None and v != "":
                 values[kw] = v

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import sessionmaker
 
 from pacs_gateway.index.models import Event
-from telerad.clock import utcnow  # noqa: F401  (re-exported)
+from telerad.clock import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pacs_gateway.dicom_bytes import Header
 from pacs_gateway.errors import IndexError_, StoreError
 from pacs_gateway.index.models import Instance, InstanceVersion, Series, Study
 from pacs_gateway.store import ObjectStore, discard
-from telerad.clock import as_utc  # noqa: F401  (re-exported)
+from telerad.clock import as_utc
 from telerad.logctx import escape, phi
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ import logging
 import mmap
 import os
 import shutil
-import struct
 import uuid
 import zlib
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -25,6 +24,8 @@ from pacs_gateway import status
 from pacs_gateway.errors import BadDataset, IndexError_
 from pacs_gateway.ingest import Incoming, Outcome
 from pacs_gateway.store import discard
+from telerad import dicom_header
+from telerad.dicom_header import Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -55,29 +56,14 @@ class IngestResult:
 
 
 def part10_layout(head: bytes | memoryview | mmap.mmap) -> tuple[int, str]:
-    """``(dataset_offset, transfer_syntax_uid)`` of a Part-10 file from its first bytes.
+    """``(dataset_offset, transfer_syntax_uid)`` of a Part-10 file from its first bytes (the shared reader's).
 
     Raises :class:`BadDataset` (0xC210) when the bytes are not a Part-10 file with a transfer syntax.
     """
-    if len(head) < 144 or bytes(head[128:132]) != b"DICM" or bytes(head[132:136]) != b"\x02\x00\x00\x00":
-        raise BadDataset("not a DICOM Part-10 file (no 'DICM' preamble and file meta group length)", status.CANNOT_PARSE)
-    meta_len = struct.unpack_from("<I", head, 140)[0]
-    end = 144 + meta_len
-    if meta_len > 1 << 20 or end > len(head):
-        raise BadDataset("the file meta information group length runs past the end of the file", status.CANNOT_PARSE)
-    pos = 144
-    while pos + 8 <= end:
-        group, element = struct.unpack_from("<HH", head, pos)
-        vr = bytes(head[pos + 4 : pos + 6])
-        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
-            length, start = struct.unpack_from("<I", head, pos + 8)[0], pos + 12
-        else:
-            length, start = struct.unpack_from("<H", head, pos + 6)[0], pos + 8
-        if group == 2 and element == 0x10:
-            ts = bytes(head[start : start + length]).rstrip(b"\0 ").decode("ascii", "replace")
-            return end, ts
-        pos = start + length
-    raise BadDataset("the file meta information has no Transfer Syntax UID (0002,0010)", status.CANNOT_PARSE)
+    try:
+        return dicom_header.part10_layout(head)
+    except Unsupported as exc:
+        raise BadDataset(str(exc), status.CANNOT_PARSE) from None
 
 
 def check_header(ctx, path: Path, offset: int, transfer_syntax: str, *, sop_class_uid: str | None = None,

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from stroke.config import AlertSettings
 from stroke.models import Alert, AlertDelivery, AlertStep
 from stroke.roster import Roster
+from telerad.clock import isoformat, utcnow
 from telerad.errors import TeleradError
-from telerad.clock import as_utc, utcnow  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 _MSG_NS = uuid.UUID("0c7c5a57-2f8e-4e0b-9a55-0d1f7e7a1e55")
@@ -36,10 +36,6 @@ class AlertError(TeleradError, ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return None if dt is None else as_utc(dt).isoformat()
 
 
 def message_id(alert_key: str, tier: int, contact: str, channel: str) -> str:
@@ -128,7 +124,7 @@ class AlertService:
                 raise AlertError(f"no alert with id {alert_id}", 404)
             if alert.acknowledged_at is not None:
                 raise AlertError(f"alert {alert_id} was already acknowledged by {alert.acknowledged_by} "
-                                 f"at {_iso(alert.acknowledged_at)}", 409)
+                                 f"at {isoformat(alert.acknowledged_at)}", 409)
             n = s.execute(update(Alert).where(Alert.id == alert_id, Alert.acknowledged_at.is_(None)).values(
                 state="acknowledged", acknowledged_at=now, acknowledged_by=user[:128], escalate_at=None)).rowcount
             if n != 1:
@@ -182,6 +178,25 @@ class AlertService:
             return [alert_dict(s, a) for a in s.execute(q).scalars()]
 
 
+def newest_step_id(s: Session) -> int:
+    """The id of the newest lifecycle step of any alert (0 when there is none)."""
+    return s.execute(select(func.max(AlertStep.id))).scalar() or 0
+
+
+def step_events(s: Session, after: int, limit: int = 200) -> list[tuple[int, str, dict]]:
+    """The lifecycle steps after step id ``after``, oldest first, as ``(step id, event name, data)``.
+
+    The event name is ``alert.<step>`` (``alert.created``, ``alert.sent``, ...); the data names the alert,
+    its study and its state now, and says it is an automated result.
+    """
+    rows = s.execute(select(AlertStep, Alert).join(Alert, Alert.id == AlertStep.alert_id)
+                     .where(AlertStep.id > after).order_by(AlertStep.id).limit(limit)).all()
+    return [(st.id, f"alert.{st.step}", {
+        "alert_id": a.id, "type": a.type, "step": st.step, "tier": st.tier, "at": isoformat(st.at),
+        "user": st.user, "detail": st.detail, "state": a.state, "study_instance_uid": a.study_uid,
+        "clinic": a.clinic, "message": a.message, "automated_result": True}) for st, a in rows]
+
+
 def alert_dict(s: Session, a: Alert, full: bool = False) -> dict:
     steps = s.execute(select(AlertStep).where(AlertStep.alert_id == a.id).order_by(AlertStep.id)).scalars()
     deliveries = s.execute(select(AlertDelivery).where(AlertDelivery.alert_id == a.id)
@@ -189,13 +204,13 @@ def alert_dict(s: Session, a: Alert, full: bool = False) -> dict:
     out = {
         "id": a.id, "type": a.type, "rule": a.rule, "state": a.state, "tier": a.tier,
         "study_instance_uid": a.study_uid, "series_instance_uid": a.series_uid, "clinic": a.clinic,
-        "message": a.message, "requires_ack": a.requires_ack, "created_at": _iso(a.created_at),
-        "sent_at": _iso(a.sent_at), "acknowledged_at": _iso(a.acknowledged_at), "acknowledged_by": a.acknowledged_by,
-        "escalate_at": _iso(a.escalate_at),
-        "steps": [{"step": st.step, "tier": st.tier, "at": _iso(st.at), "user": st.user, "detail": st.detail}
+        "message": a.message, "requires_ack": a.requires_ack, "created_at": isoformat(a.created_at),
+        "sent_at": isoformat(a.sent_at), "acknowledged_at": isoformat(a.acknowledged_at), "acknowledged_by": a.acknowledged_by,
+        "escalate_at": isoformat(a.escalate_at),
+        "steps": [{"step": st.step, "tier": st.tier, "at": isoformat(st.at), "user": st.user, "detail": st.detail}
                   for st in steps],
         "deliveries": [{"tier": d.tier, "contact": d.contact, "channel": d.channel, "state": d.state,
-                        "attempts": d.attempts, "last_error": d.last_error, "delivered_at": _iso(d.delivered_at)}
+                        "attempts": d.attempts, "last_error": d.last_error, "delivered_at": isoformat(d.delivered_at)}
                        for d in deliveries],
     }
     if full:

@@ -19,7 +19,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
-from stroke.alerts import AlertService, utcnow
+from stroke.alerts import AlertService
+from telerad.clock import utcnow
 from stroke.channels import ChannelError, send_email, send_webhook
 from stroke.config import AlertSettings
 from stroke.models import Alert, AlertDelivery, TriageRun

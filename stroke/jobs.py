@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from huey.consumer import Consumer
 from sqlalchemy import Connection, insert, or_, select, update
@@ -33,6 +33,7 @@ from stroke.delivery import AlertWorker
 from stroke.models import TriageRun
 from stroke.roster import Roster
 from stroke.runner import OWNER, TriageRunner
+from telerad.clock import utcnow
 
 log = logging.getLogger(__name__)
 PRE_ALERT_KINDS = ("ncct_head", "cta_head")
@@ -45,10 +46,6 @@ def algorithm_version() -> str:
     from triage.version import ALGORITHM
 
     return ALGORITHM["version"]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _Consumer(Consumer):
@@ -74,7 +71,7 @@ class TriageJobs:
     def _on_series_txn(self, conn: Connection, event: dict) -> None:
         if (event.get("payload") or {}).get("kind") != "ctp" or not self.settings.triage.enabled:
             return
-        now = _utcnow()
+        now = utcnow()
         key = (TriageRun.series_uid == event["series_uid"]) & (TriageRun.algorithm_version == self.version)
         n = conn.execute(update(TriageRun).where(key).values(
             state="queued", generation=TriageRun.generation + 1, attempts=0, queued_at=now, lease_until=None,
@@ -107,7 +104,7 @@ class TriageJobs:
             desc = s.execute(select(Series.series_description).where(Series.series_uid == series_uid)).scalar()
         label = {"ncct_head": "non-contrast head CT", "cta_head": "CT angiography of the head"}[kind]
         body = rules.build_body("stroke.incoming", study_uid=study_uid, series_uid=series_uid, clinic=clinic,
-                                  result=None, public_url=self.settings.alerts.public_url, created_at=_utcnow(),
+                                  result=None, public_url=self.settings.alerts.public_url, created_at=utcnow(),
                                   series_description=f"{label} ({desc})" if desc else label)
         return self.alerts.raise_alert(key=f"incoming:{study_uid}", type="stroke.incoming", rule=rule.name,
                                        study_uid=study_uid, series_uid=series_uid, clinic=clinic,
@@ -161,7 +158,7 @@ class TriageJobs:
 
     def sweep(self, startup: bool = False) -> int:
         """Queue again the runs a dead process left: expired leases, and (at start) this host's dead runs."""
-        now = _utcnow()
+        now = utcnow()
         host = OWNER.split(":", 1)[0]
         with self.gw.sessions.begin() as s:
             stale = or_(TriageRun.lease_until < now, TriageRun.owner.like(f"{host}:%") & (TriageRun.owner != OWNER))

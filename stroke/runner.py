@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
@@ -21,7 +21,7 @@ from pacs_gateway.index.models import Clinic, Instance, Series, Study
 from stroke import compute, results, rules
 from stroke.compute import WorkerCrashed
 from stroke.models import TriageRun
-from telerad.clock import utcnow  # noqa: F401  (re-exported)
+from telerad.clock import isoformat, utcnow
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -123,8 +123,7 @@ class TriageRunner:
                "scratch": str(store.tmp / f"triage-{run.id}"), "outputs": str(store.path(outputs_rel)),
                "backend": self.settings.triage.backend, "device": self.settings.triage.device,
                "objects_dir": str(store.tmp), "write_maps": self.settings.triage.write_maps,
-               "created": (run.queued_at.replace(tzinfo=timezone.utc) if run.queued_at.tzinfo is None
-                           else run.queued_at).isoformat()}
+               "created": isoformat(run.queued_at)}
         timeout = self.settings.triage.lease_s
         store.fetch([p for u in sources for p in files[u]])  # a remote store: into its local cache first
         doc = self.pool.call(compute.analyze_job, job, timeout=timeout)

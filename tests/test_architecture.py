@@ -17,7 +17,7 @@ PACKAGES = ("telerad", "models", "triage", "pacs_gateway", "stroke", "viewer", "
 LAYERS: dict[str, int] = {
     # 0 common: imports nothing of ours but itself
     "telerad": 0, "telerad.clock": 0, "telerad.errors": 0, "telerad.validators": 0, "telerad.logctx": 0,
-    "telerad.secretbox": 0, "telerad.cliutil": 0,
+    "telerad.secretbox": 0, "telerad.cliutil": 0, "telerad.dicom_header": 0,
     "models": 1,
     "triage": 2,
     "pacs_gateway": 3,
@@ -159,3 +159,40 @@ def test_no_private_gateway_name_is_imported_from_outside():
 def test_no_use_of_gateway_internals():
     internal = sorted({(m, t) for m, t, _ in gateway_uses() if t.startswith(GATEWAY_INTERNALS)})
     assert not internal, "use the Gateway's methods instead:\n" + "\n".join(f"  {m} -> {t}" for m, t in internal)
+
+
+def private_imports_of(path: Path, module: str) -> set[str]:
+    """The private names (or modules) ``module`` imports from another top-level package."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - (node.level - 1)] + ([base] if base else []))
+            names = [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] not in PACKAGES or parts[0] == module.split(".")[0]:
+                continue
+            if any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in parts):
+                found.add(name)
+    return found
+
+
+def test_no_private_name_is_imported_from_another_package():
+    """A package uses another's public names only (a private name in the same package is fine)."""
+    private = sorted((m, n) for m, path in all_modules().items() for n in private_imports_of(path, m))
+    assert not private, "make these public or move them:\n" + "\n".join(f"  {m} imports {n}" for m, n in private)
+
+
+def test_the_check_sees_a_private_import(tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text("from stroke.alerts import _iso, alert_dict\nimport triage._x.y\nfrom telerad import __version__\n"
+                   "def f():\n    from viewer.reports.service import _study\n    from ._own import _helper\n")
+    assert private_imports_of(src, "viewer.api.mod") == {"stroke.alerts._iso", "triage._x.y"}

@@ -3,7 +3,7 @@
 ``load_ctp(folder)`` reads a folder recursively, in two passes:
 
 1. **Headers** (pixel data located, never read; explicit VR little endian
-   files by the fast reader in :mod:`triage.dicom_header`, anything else by
+   files by the shared raw reader (:mod:`telerad.dicom_header`), anything else by
    pydicom): non-DICOM files are skipped and counted; CT images are grouped
    by series; the CT-perfusion is found either as one series whose slice
    positions repeat over time, or as several single-phase series (one per
@@ -38,8 +38,9 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from triage.dicom_header import TAGS, ImageHeader, RawHeader, Unsupported, build_header
-from triage.dicom_header import parse as parse_raw
+from telerad.dicom_header import Elements, Unsupported
+from triage.image_header import TAGS, ImageHeader, build_header
+from triage.image_header import parse as parse_raw
 from triage.errors import NotCTPError
 from triage.series import PerfusionSeries
 
@@ -87,7 +88,7 @@ class _PydicomFields:
         return default if value is None else int(value)
 
 
-def _read_raw_header(fh, buf: bytes, size: int) -> RawHeader | None:
+def _read_raw_header(fh, buf: bytes, size: int) -> Elements | None:
     """The fast reader on the first bytes, then on the whole file; None when pydicom is needed."""
     for attempt in range(2):
         try:

@@ -13,6 +13,7 @@ from telerad import __version__
 from viewer import dicomweb, problems
 from viewer.api import alerts as alerts_api
 from viewer.api import reading, studies, triage
+from viewer.api.schemas import Health
 from viewer.auth import routes as auth_routes
 from viewer.auth.deps import open_on_loopback
 from viewer.auth.tokens import TokenSigner
@@ -43,7 +44,7 @@ def create_app(sessions: sessionmaker, *, settings, ready=lambda: True, alerts=N
     app.include_router(reading.router)
     install_pages(app)
 
-    @app.get("/healthz", tags=["health"], dependencies=[Depends(open_on_loopback)])
+    @app.get("/healthz", tags=["health"], dependencies=[Depends(open_on_loopback)], response_model=Health)
     def healthz():
         with sessions() as s:
             s.execute(text("SELECT 1"))

@@ -6,14 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pacs_gateway.index.models import Clinic, Instance, Series, Study
-
-
-def _iso(dt) -> str | None:
-    if dt is None:
-        return None
-    from pacs_gateway.ingest import as_utc
-
-    return as_utc(dt).isoformat()
+from telerad.clock import isoformat
 
 
 def _study_dict(st: Study, clinic: Clinic | None, series: list[Series]) -> dict:
@@ -25,8 +18,8 @@ def _study_dict(st: Study, clinic: Clinic | None, series: list[Series]) -> dict:
         "study_date": st.study_date,
         "study_description": st.study_description,
         "accession_number": st.accession_number,
-        "first_received_at": _iso(st.first_received_at),
-        "last_received_at": _iso(st.last_received_at),
+        "first_received_at": isoformat(st.first_received_at),
+        "last_received_at": isoformat(st.last_received_at),
         "state": "receiving" if "receiving" in states else "complete",
         "kinds": sorted({s.kind for s in series if s.kind}),
         "instance_count": sum(s.instance_count for s in series),
@@ -39,8 +32,8 @@ def _study_dict(st: Study, clinic: Clinic | None, series: list[Series]) -> dict:
                 "kind": s.kind,
                 "state": s.state,
                 "instance_count": s.instance_count,
-                "last_received_at": _iso(s.last_received_at),
-                "completed_at": _iso(s.completed_at),
+                "last_received_at": isoformat(s.last_received_at),
+                "completed_at": isoformat(s.completed_at),
             }
             for s in sorted(series, key=lambda s: (s.series_number is None, s.series_number or 0, s.id))
         ],

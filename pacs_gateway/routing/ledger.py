@@ -25,7 +25,7 @@ from pacs_gateway.routing.destinations import load_all
 from pacs_gateway.routing.retry import next_attempt, too_old
 from pacs_gateway.routing.rules import Route, SeriesFacts, decide
 from pacs_gateway.routing.sender import Outcome, Outgoing
-from telerad.clock import as_utc, utcnow  # noqa: F401  (re-exported)
+from telerad.clock import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 CHUNK = 500

@@ -9,13 +9,9 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from pacs_gateway.index.models import Delivery, Destination, Instance, Series, Study
-from pacs_gateway.routing.ledger import as_utc
+from telerad.clock import as_utc, isoformat
 
 STATES = ("queued", "sending", "delivered", "failed")
-
-
-def _iso(dt) -> str | None:
-    return None if dt is None else as_utc(dt).isoformat()
 
 
 def _summaries(session: Session, where, key_cols: Sequence) -> dict[tuple, dict]:
@@ -70,8 +66,8 @@ def _finish(d: dict, err: str | None) -> dict:
         else "sending" if c["sending"] or c["delivered"]
         else "queued"
     )  # fmt: skip
-    d["delivered_at"] = _iso(d["last_delivered_at"]) if d["state"] == "delivered" else None
-    d["last_delivered_at"] = _iso(d["last_delivered_at"])
+    d["delivered_at"] = isoformat(d["last_delivered_at"]) if d["state"] == "delivered" else None
+    d["last_delivered_at"] = isoformat(d["last_delivered_at"])
     d["last_error"] = err
     return d
 
@@ -133,7 +129,7 @@ def list_deliveries(
             continue
         d = _finish(dict(d, counts=dict(d["counts"])), errs.get((h.series_id, h.name)))
         d.update(study_instance_uid=h.study_uid, series_instance_uid=h.series_uid, kind=h.kind, lane=h.lane,
-                 updated_at=_iso(h.updated))  # fmt: skip
+                 updated_at=isoformat(h.updated))  # fmt: skip
         out.append(d)
     return out
 
@@ -154,7 +150,7 @@ def failed_rows(session: Session, *, destination: str | None = None, study_uid: 
         q = q.where(Study.study_uid == study_uid)
     return [
         {"sop_instance_uid": r.sop_uid, "destination": r.name, "attempts": r.attempts, "error": r.last_error,
-         "failed_at": _iso(r.updated_at)}  # fmt: skip
+         "failed_at": isoformat(r.updated_at)}  # fmt: skip
         for r in session.execute(q)
     ]
 

@@ -13,6 +13,7 @@ from pacs_gateway.index.models import Delivery, Destination, Instance, Series, S
 from pacs_gateway.routing import ledger
 from pacs_gateway.routing.config import RoutingSettings
 from pacs_gateway.routing.sender import Outcome
+from telerad.clock import as_utc
 from tests.gateway.test_index import db_url  # noqa: F401  (fixture: sqlite and postgresql)
 
 NOW = datetime.now(timezone.utc)
@@ -87,7 +88,7 @@ def test_transient_failures_back_off_together_then_fail_past_max_age(index, tmp_
     with index.connect() as c:
         rows = c.execute(select(Delivery.state, Delivery.attempts, Delivery.next_attempt_at, Delivery.last_error)).all()
     assert {(r.state, r.attempts, r.last_error) for r in rows} == {("queued", 1, "cannot connect")}
-    assert len({ledger.as_utc(r.next_attempt_at) for r in rows}) == 1, "the series retries as one batch"
+    assert len({as_utc(r.next_attempt_at) for r in rows}) == 1, "the series retries as one batch"
     assert timedelta(seconds=5) <= when - datetime.now(timezone.utc) <= timedelta(seconds=10)
     assert ledger.claim(index, group, "w2", 30, tmp_path) == [], "not due before the backoff"
     # past max age: failed, with the reason

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from stroke.alerts import AlertError, _iso
-from stroke.models import Alert, AlertStep
+from stroke import alerts
+from stroke.alerts import AlertError
+from viewer.api.schemas import AlertDetail, AlertPublic
 from viewer.auth import ANONYMOUS, CurrentUser, audit, require_roles
 from viewer.problems import Problem
 
@@ -40,7 +39,7 @@ def _call(fn, *args):
         raise Problem(exc.status, "Alert error", str(exc)) from None
 
 
-@router.get("")
+@router.get("", response_model=list[AlertPublic])
 def list_alerts(request: Request, limit: int = Query(100, ge=1, le=1000), study: str | None = None) -> list[dict]:
     return _service(request).list(limit=limit, study_uid=study)
 
@@ -57,17 +56,11 @@ async def stream(request: Request, since: int | None = Query(None, ge=0)):
 
     def newest() -> int:
         with sessions() as s:
-            return s.execute(select(func.max(AlertStep.id))).scalar() or 0
+            return alerts.newest_step_id(s)
 
     def fetch(after: int) -> list[tuple[int, str, str]]:
         with sessions() as s:
-            rows = s.execute(select(AlertStep, Alert).join(Alert, Alert.id == AlertStep.alert_id)
-                             .where(AlertStep.id > after).order_by(AlertStep.id).limit(200)).all()
-            return [(st.id, f"alert.{st.step}", json.dumps({
-                "alert_id": a.id, "type": a.type, "step": st.step, "tier": st.tier, "at": _iso(st.at),
-                "user": st.user, "detail": st.detail, "state": a.state, "study_instance_uid": a.study_uid,
-                "clinic": a.clinic, "message": a.message, "automated_result": True}))
-                for st, a in rows]
+            return [(step_id, name, json.dumps(data)) for step_id, name, data in alerts.step_events(s, after)]
 
     async def events():
         after = start if start is not None else await run_in_threadpool(newest)
@@ -91,12 +84,12 @@ async def stream(request: Request, since: int | None = Query(None, ge=0)):
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
-@router.get("/{alert_id}")
+@router.get("/{alert_id}", response_model=AlertDetail)
 def get_alert(alert_id: int, request: Request) -> dict:
     return _call(_service(request).get, alert_id)
 
 
-@router.post("/{alert_id}/ack")
+@router.post("/{alert_id}/ack", response_model=AlertDetail)
 def acknowledge(alert_id: int, request: Request, who: Annotated[CurrentUser, Depends(require_roles(*ALERT_ROLES))],
                 user: str | None = Body(None, embed=True, min_length=1, max_length=128)) -> dict:
     """Acknowledge an alert as the logged-in user; stops its escalation. 409 when already acknowledged.

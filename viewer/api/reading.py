@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from viewer.api.schemas import AuditEntryPublic, ClaimPublic, ReportPublic, WorklistRow
 from viewer.auth import ROLES, CurrentUser, audit, require_clinic, require_roles
 from viewer.problems import Problem
 from viewer.reading import claims, worklist
@@ -36,7 +37,7 @@ class Addendum(BaseModel):
     text: str = Field(min_length=1, max_length=service.MAX_BODY)
 
 
-@router.get("/api/worklist")
+@router.get("/api/worklist", response_model=list[WorklistRow])
 def get_worklist(request: Request, user: Reader, clinic: str | None = None, limit: int = Query(500, ge=1, le=2000)) -> list[dict]:
     """Studies to read: stroke alerts first, then priority, then waiting time; SLA due times."""
     app = request.app
@@ -45,7 +46,7 @@ def get_worklist(request: Request, user: Reader, clinic: str | None = None, limi
                              stroke_kinds=app.state.settings.routing.stroke_kinds)
 
 
-@router.post("/api/studies/{study_uid}/claim")
+@router.post("/api/studies/{study_uid}/claim", response_model=ClaimPublic)
 def claim_study(study_uid: str, request: Request, user: Radiologist) -> dict:
     """Claim a study for reading; 409 names who holds it."""
     with request.app.state.sessions() as s:
@@ -53,7 +54,7 @@ def claim_study(study_uid: str, request: Request, user: Radiologist) -> dict:
     return claims.claim(request.app.state.sessions, user, study_uid)
 
 
-@router.delete("/api/studies/{study_uid}/claim")
+@router.delete("/api/studies/{study_uid}/claim", response_model=ClaimPublic)
 def release_claim(study_uid: str, request: Request, user: Reader, force: bool = False) -> dict:
     """Release your claim; an admin breaks another's with ``?force=true``."""
     return claims.release(request.app.state.sessions, user, study_uid, force=force)
@@ -69,27 +70,27 @@ def _visible_report(request: Request, user: CurrentUser, study_uid: str) -> dict
     return report
 
 
-@router.get("/api/reports/{study_uid}")
+@router.get("/api/reports/{study_uid}", response_model=ReportPublic)
 def get_report(study_uid: str, request: Request, user: AnyRole) -> dict:
     report = _visible_report(request, user, study_uid)
     audit.record(request.app.state.sessions, user, "report.view", study_uid)
     return report
 
 
-@router.put("/api/reports/{study_uid}")
+@router.put("/api/reports/{study_uid}", response_model=ReportPublic)
 def save_report(study_uid: str, draft: ReportDraft, request: Request, user: Reader) -> dict:
     """Save a draft or preliminary report (takes the study's claim when free)."""
     return service.save(request.app.state.sessions, user, study_uid, template=draft.template, body=draft.body,
                         state=draft.state)
 
 
-@router.post("/api/reports/{study_uid}/sign")
+@router.post("/api/reports/{study_uid}/sign", response_model=ReportPublic)
 async def sign_report(study_uid: str, final: ReportSign, request: Request, user: Radiologist) -> dict:
     """Sign the final report: a Basic Text SR and a PDF in the study, routed back to the clinic."""
     return await run_in_threadpool(service.sign, request.app, user, study_uid, template=final.template, body=final.body)
 
 
-@router.post("/api/reports/{study_uid}/addenda")
+@router.post("/api/reports/{study_uid}/addenda", response_model=ReportPublic)
 async def add_addendum(study_uid: str, addendum: Addendum, request: Request, user: Radiologist) -> dict:
     return await run_in_threadpool(service.add_addendum, request.app, user, study_uid, addendum.text)
 
@@ -105,7 +106,7 @@ def report_pdf(study_uid: str, request: Request, user: AnyRole):
                     headers={"content-disposition": f'inline; filename="report-{study_uid}.pdf"'})
 
 
-@router.get("/api/audit")
+@router.get("/api/audit", response_model=list[AuditEntryPublic])
 def get_audit(request: Request, user: Annotated[CurrentUser, Depends(require_roles("admin"))],
               limit: int = Query(200, ge=1, le=2000), who: str | None = Query(None, alias="user"),
               action: str | None = None, before: int | None = Query(None, ge=1)) -> list[dict]:

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from stroke.alerts import _iso
 from stroke.models import TriageRun
 from stroke.rules import warnings_text
+from telerad.clock import isoformat
 from viewer.api.deps import SessionDep
+from viewer.api.schemas import TriageRunDetail, TriageRunSummary
 from viewer.auth import require_roles
 from viewer.problems import Problem
 
@@ -27,7 +28,7 @@ def _run(session, run_id: int) -> TriageRun:
     return run
 
 
-@router.get("")
+@router.get("", response_model=list[TriageRunSummary])
 def list_runs(session: SessionDep, study: str | None = None) -> list[dict]:
     q = select(TriageRun).order_by(TriageRun.id.desc()).limit(200)
     if study:
@@ -36,15 +37,15 @@ def list_runs(session: SessionDep, study: str | None = None) -> list[dict]:
              "algorithm_version": r.algorithm_version, "state": r.state, "status": r.status, "reason": r.reason,
              "core_ml": r.core_ml, "tmax6_ml": r.tmax6_ml, "tmax10_ml": r.tmax10_ml, "reliable": r.reliable,
              "quality_warnings": warnings_text(r.result) if r.result else [],
-             "finished_at": _iso(r.finished_at), "automated_result": True} for r in session.execute(q).scalars()]
+             "finished_at": isoformat(r.finished_at), "automated_result": True} for r in session.execute(q).scalars()]
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", response_model=TriageRunDetail)
 def get_run(run_id: int, session: SessionDep) -> dict:
     r = _run(session, run_id)
     return {"id": r.id, "state": r.state, "status": r.status, "reason": r.reason, "result": r.result,
-            "objects": r.objects or [], "attempts": r.attempts, "queued_at": _iso(r.queued_at),
-            "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+            "objects": r.objects or [], "attempts": r.attempts, "queued_at": isoformat(r.queued_at),
+            "started_at": isoformat(r.started_at), "finished_at": isoformat(r.finished_at),
             "disclaimer": "Automated result, not a diagnosis."}
 
 

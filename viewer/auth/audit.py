@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from telerad.clock import as_utc, utcnow
+from telerad.clock import isoformat, utcnow
 from viewer.models import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,6 @@ def entries(s: Session, *, limit: int = 200, user: str | None = None, action: st
         q = q.where(AuditEntry.action == action)
     if before_id:
         q = q.where(AuditEntry.id < before_id)
-    return [{"id": e.id, "at": as_utc(e.at).isoformat(), "user": e.user, "role": e.role,
+    return [{"id": e.id, "at": isoformat(e.at), "user": e.user, "role": e.role,
              "action": e.action, "target": e.target, "detail": e.detail, "client": e.client}
             for e in s.execute(q).scalars()]

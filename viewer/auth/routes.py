@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from viewer.api.schemas import Token
 from viewer.auth import audit
 from viewer.auth.deps import COOKIE, AuthProblem, current_user
 from viewer.auth.users import CurrentUser, authenticate
@@ -67,7 +68,7 @@ def _login(request: Request, username: str, password: str) -> CurrentUser | None
     return user
 
 
-@router.post("/api/auth/token")
+@router.post("/api/auth/token", response_model=Token)
 async def token(request: Request, username: Annotated[str, Form(max_length=64)],
                 password: Annotated[str, Form(max_length=1024)]) -> dict:
     """OAuth2 password flow: form fields ``username`` and ``password``; a bearer token for the API."""

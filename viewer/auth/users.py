@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from pacs_gateway.index.models import Clinic
-from telerad.clock import as_utc, utcnow
+from telerad.clock import as_utc, isoformat, utcnow
 from telerad.errors import TeleradError
 from viewer.auth.passwords import hash_password, verify_password
 from viewer.models import User, UserClinic
@@ -90,7 +90,7 @@ def remove_user(s: Session, name: str) -> None:
 def list_users(s: Session) -> list[dict]:
     clinics = clinics_by_user(s)
     return [{"name": u.name, "role": u.role, "clinics": sorted(clinics.get(u.id, ())), "disabled": u.disabled,
-             "created_at": as_utc(u.created_at).isoformat()}
+             "created_at": isoformat(u.created_at)}
             for u in s.execute(select(User).order_by(User.name)).scalars()]
 
 

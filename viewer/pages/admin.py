@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pacs_gateway.index.models import Clinic, Destination
 from viewer import metrics
+from viewer.api.schemas import Dashboard, UserPublic
 from viewer.auth import CurrentUser, audit, require_roles
 from viewer.auth.deps import open_on_loopback
 from viewer.auth.users import ROLES, AccountError, add_user, list_users, remove_user, set_password
@@ -33,12 +34,12 @@ async def prometheus_metrics(request: Request):
     return PlainTextResponse(metrics.prometheus(data), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@api.get("/api/admin/dashboard")
+@api.get("/api/admin/dashboard", response_model=Dashboard)
 def dashboard_json(request: Request, user: Admin) -> dict:
     return _figures(request)
 
 
-@api.get("/api/users")
+@api.get("/api/users", response_model=list[UserPublic])
 def users_json(request: Request, user: Admin) -> list[dict]:
     with request.app.state.sessions() as s:
         return list_users(s)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from pacs_gateway.index.models import Clinic, Instance, Series, Study
 from pacs_gateway.routing.config import DEFAULT_STROKE_KINDS
-from telerad.clock import as_utc, utcnow
+from telerad.clock import isoformat, utcnow
 from viewer.auth import audit
 from viewer.models import Report, ReportVersion
 from viewer.problems import Problem
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 100_000
 
 
-def _iso(dt):
-    return as_utc(dt).isoformat() if dt else None
-
-
 def report_dict(s, study_uid: str) -> dict | None:
     r = s.execute(select(Report).where(Report.study_uid == study_uid)).scalar_one_or_none()
     if r is None:
@@ -41,13 +37,13 @@ def report_dict(s, study_uid: str) -> dict | None:
                          .order_by(ReportVersion.version)).scalars().all()
     final = next((v for v in versions if v.kind == "final"), None)
     return {"study_instance_uid": r.study_uid, "template": r.template, "state": r.state, "body": r.body,
-            "author": r.author, "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at),
-            "signed_by": r.signed_by, "signed_at": _iso(r.signed_at),
+            "author": r.author, "created_at": isoformat(r.created_at), "updated_at": isoformat(r.updated_at),
+            "signed_by": r.signed_by, "signed_at": isoformat(r.signed_at),
             "final_body": final.body if final else None,
-            "addenda": [{"version": v.version, "body": v.body, "author": v.author, "at": _iso(v.at),
+            "addenda": [{"version": v.version, "body": v.body, "author": v.author, "at": isoformat(v.at),
                          "objects": v.objects or []} for v in versions if v.kind == "addendum"],
             "objects": [o for v in versions for o in (v.objects or [])],
-            "versions": [{"version": v.version, "kind": v.kind, "author": v.author, "at": _iso(v.at)} for v in versions]}
+            "versions": [{"version": v.version, "kind": v.kind, "author": v.author, "at": isoformat(v.at)} for v in versions]}
 
 
 def _study(s, study_uid: str):
@@ -169,7 +165,7 @@ def sign(app, user, study_uid: str, *, template: str, body: str) -> dict:
         _study(s, study_uid)
         r = s.execute(select(Report).where(Report.study_uid == study_uid)).scalar_one_or_none()
         if r is not None and r.state == "final":
-            raise Problem(409, "Report is final", f"signed by {r.signed_by} at {_iso(r.signed_at)}; add an addendum instead")
+            raise Problem(409, "Report is final", f"signed by {r.signed_by} at {isoformat(r.signed_at)}; add an addendum instead")
     claims.require_holder_or_free(sessions, user, study_uid)
     final_text = body
     objects = _file(app, user, study_uid, final_text, "final", None, 1)

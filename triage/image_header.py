@@ -1,33 +1,31 @@
-"""Image headers for the DICOM adapter, and a minimal fast reader of explicit VR LE headers.
+"""Image headers for the DICOM adapter.
 
 :class:`ImageHeader` holds what ``triage.dicom_adapter`` needs from one image.
 :func:`build_header` makes one from any field source with ``text(keyword)`` and
-``us(keyword, default)``: :class:`RawHeader` (below, no pydicom) or the
-adapter's pydicom fallback.
+``us(keyword, default)``: what :func:`parse` returns (the shared raw reader,
+:mod:`telerad.dicom_header`, no pydicom) or the adapter's pydicom fallback.
 
 Reading a CT header with pydicom costs about 0.35 ms, most of it building
-objects the adapter never looks at (640 headers: 0.25 s; this reader: 0.05 s,
-measured on the 2-core benchmark machine); this walks the elements with ``struct``
-and keeps only the raw bytes of the tags asked for, plus the offset and length
-of the pixel data. It understands only what CT images from scanners use:
-a preamble and ``DICM``, the (0002) group, then an explicit VR little endian
-dataset (which is also the encoding of every compressed transfer syntax),
-with sequences of defined or undefined length. Anything else raises
-:class:`Unsupported`, and the caller (``triage.dicom_adapter``, the only user)
-falls back to pydicom, so odd files cost time, never correctness.
+objects the adapter never looks at (640 headers: 0.25 s; the raw reader: 0.05 s,
+measured on the 2-core benchmark machine). The raw reader handles Part-10 files
+with an explicit VR little endian data set (the encoding of CT images from
+scanners and of every compressed transfer syntax); anything else raises
+:class:`~telerad.dicom_header.Unsupported`, and the adapter falls back to
+pydicom, so odd files cost time, never correctness.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-__all__ = ["TAGS", "Fields", "ImageHeader", "RawHeader", "Unsupported", "build_header", "parse"]
+from telerad.dicom_header import Elements, parse_part10
+
+__all__ = ["TAGS", "WANTED", "Fields", "ImageHeader", "build_header", "parse"]
 
 #: Keyword -> tag of every element the adapter reads (checked against pydicom's dictionary in the tests).
 TAGS: dict[str, int] = {
@@ -66,20 +64,7 @@ TAGS: dict[str, int] = {
     "ContentTime": 0x00080033,
     "TriggerTime": 0x00181060,
 }
-_WANTED = frozenset(TAGS.values())
-
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
-_UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_PIXEL_DATA = 0x7FE00010
-_NOT_LE_EXPLICIT = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}  # implicit, BE, deflate
-_HEAD = struct.Struct("<HH2sH")
-_U32 = struct.Struct("<I")
-_TAG = struct.Struct("<HHI")
-
-
-class Unsupported(Exception):
-    """This file needs the general reader (pydicom, in the adapter)."""
+WANTED = frozenset(TAGS.values())
 
 
 class Fields(Protocol):
@@ -88,89 +73,13 @@ class Fields(Protocol):
     def us(self, keyword: str, default: int) -> int: ...
 
 
-class RawHeader:
-    """values : tag -> raw value bytes (top level only); pixel_offset/pixel_length of (7FE0,0010)."""
+def parse(buf: bytes) -> Elements:
+    """The fields of :data:`TAGS` from a Part-10 file start, by the shared reader (:mod:`telerad.dicom_header`).
 
-    __slots__ = ("values", "transfer_syntax", "pixel_offset", "pixel_length")
-
-    def __init__(self, values: dict[int, bytes], transfer_syntax: str, pixel_offset: int | None,
-                 pixel_length: int) -> None:
-        self.values, self.transfer_syntax = values, transfer_syntax
-        self.pixel_offset, self.pixel_length = pixel_offset, pixel_length
-
-    def text(self, keyword: str) -> str:
-        raw = self.values.get(TAGS[keyword])
-        return "" if raw is None else raw.decode("latin-1").strip("\x00 ")
-
-    def us(self, keyword: str, default: int) -> int:
-        raw = self.values.get(TAGS[keyword])
-        return default if raw is None or len(raw) < 2 else struct.unpack_from("<H", raw)[0]
-
-
-def _element(buf: bytes, pos: int) -> tuple[int, bytes, int, int]:
-    """(tag, VR, header length, value length) of the element at ``pos``."""
-    if pos + 8 > len(buf):
-        raise Unsupported("truncated header")
-    group, elem, vr, short = _HEAD.unpack_from(buf, pos)
-    tag = group << 16 | elem
-    if group == 0xFFFE:  # item and delimiters have no VR
-        return tag, b"", 8, _U32.unpack_from(buf, pos + 4)[0]
-    if vr in _LONG_VRS:
-        if pos + 12 > len(buf):
-            raise Unsupported("truncated header")
-        return tag, vr, 12, _U32.unpack_from(buf, pos + 8)[0]
-    if not (vr[:1].isalpha() and vr[1:].isalpha() and vr.isupper()):
-        raise Unsupported("not explicit VR")
-    return tag, vr, 8, short
-
-
-def _skip_dataset(buf: bytes, pos: int, end_tag: int) -> int:
-    """Skip nested elements until ``end_tag`` (an item or sequence delimiter); returns the position after it."""
-    while True:
-        tag, vr, head, length = _element(buf, pos)
-        if tag == end_tag:
-            return pos + head
-        pos = _skip_value(buf, pos, tag, vr, head, length)
-
-
-def _skip_value(buf: bytes, pos: int, tag: int, vr: bytes, head: int, length: int) -> int:
-    if length != _UNDEFINED:
-        return pos + head + length
-    if tag == _ITEM:
-        return _skip_dataset(buf, pos + head, _ITEM_END)
-    if vr == b"SQ":
-        return _skip_dataset(buf, pos + head, _SEQ_END)
-    raise Unsupported(f"undefined length {vr.decode(errors='replace')} element")
-
-
-def parse(buf: bytes, wanted: frozenset[int] = _WANTED) -> RawHeader:
-    """Parse the header bytes ``buf`` (the file start, through the pixel data element header).
-
-    Raises Unsupported for encodings this reader does not handle, or when ``buf``
-    ends before the pixel data element (read more of the file and call again).
+    Raises :class:`~telerad.dicom_header.Unsupported` when the file needs pydicom, or when ``buf`` ends
+    before the pixel data element (read more of the file and call again).
     """
-    if len(buf) < 144 or buf[128:132] != b"DICM":
-        raise Unsupported("no preamble")
-    pos, syntax, values = 132, "", {}
-    while pos + 8 <= len(buf) and buf[pos:pos + 2] == b"\x02\x00":
-        tag, vr, head, length = _element(buf, pos)
-        if tag == 0x00020010:
-            syntax = buf[pos + head:pos + head + length].decode("latin-1").strip("\x00 ")
-        pos += head + length
-    if not syntax or syntax in _NOT_LE_EXPLICIT:
-        raise Unsupported(f"transfer syntax {syntax or 'missing'}")
-    while pos < len(buf):
-        tag, vr, head, length = _element(buf, pos)
-        if tag == _PIXEL_DATA:
-            return RawHeader(values, syntax, None if length == _UNDEFINED else pos + head, length)
-        if tag > _PIXEL_DATA:
-            break
-        if tag in wanted and length != _UNDEFINED:
-            if pos + head + length > len(buf):
-                raise Unsupported("truncated header")
-            values[tag] = buf[pos + head:pos + head + length]
-        pos = _skip_value(buf, pos, tag, vr, head, length)
-    raise Unsupported("no pixel data in the bytes read")
+    return parse_part10(buf, TAGS, WANTED)
 
 
 # CT Image Storage; Enhanced and Legacy Converted Enhanced CT (multi-frame: recognised, not assembled)

@@ -14,7 +14,8 @@ from pydicom.sequence import Sequence
 
 from sample_dicom.writer import write_series
 from triage.dicom_adapter import _PydicomFields, read_header
-from triage.dicom_header import TAGS, Unsupported, build_header, parse
+from telerad.dicom_header import Unsupported
+from triage.image_header import TAGS, build_header, parse
 from triage.series import PerfusionSeries
 
 
@@ -94,16 +95,28 @@ def test_nested_sequences_and_long_headers(ct_file, tmp_path, undefined):
     _assert_same(read_header(path), header)
 
 
-def test_undefined_length_un_element_falls_back(ct_file, tmp_path):
+def test_undefined_length_un_element_is_read(ct_file, tmp_path):
+    """A private UN of undefined length (its items are implicit VR) is walked by the raw reader too."""
     data = bytearray(ct_file.read_bytes())
     at = data.index(b"\x28\x00\x10\x00")  # Rows: insert a private UN of undefined length before it
     blob = (b"\x09\x00\x10\x00UN\x00\x00\xff\xff\xff\xff"
-            + b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+            + b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + b"\x09\x00\x11\x00\x04\x00\x00\x00ABCD"
+            + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
             + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
     data[at:at] = blob
     path = tmp_path / "un.dcm"
     path.write_bytes(bytes(data))
-    with pytest.raises(Unsupported):
-        parse(bytes(data))
-    header = read_header(path)
+    raw = parse(bytes(data))
+    header = build_header(path, raw, raw.transfer_syntax, raw.pixel_offset, raw.pixel_length)
+    _assert_same(header, _via_pydicom(path))
     assert (header.rows, header.cols) == (8, 8) and header.pixel_length == 128
+    _assert_same(read_header(path), header)
+
+
+def test_implicit_element_in_explicit_data_falls_back(ct_file, tmp_path):
+    """An element without a VR in a data set labelled explicit VR is left to pydicom."""
+    data = bytearray(ct_file.read_bytes())
+    at = data.index(b"\x28\x00\x10\x00")
+    data[at:at] = b"\x09\x00\x10\x00\x04\x00\x00\x00ABCD"  # (0009,0010), implicit VR, 4 bytes
+    with pytest.raises(Unsupported, match="not explicit VR"):
+        parse(bytes(data))
