@@ -16,12 +16,15 @@ from pynetdicom.dsutils import encode
 from pacs_gateway.routing.dimse_sender import DimseSender
 from pacs_gateway.routing.sender import DestinationUnavailable, Outgoing
 from pacs_gateway.ul.requestor import AssociationError, StoreAssociation
+from telerad.dicom_header import part10_layout
 
 
 def _dataset_view(data: bytes) -> memoryview:
-    """The data set after the Part-10 preamble and file meta group."""
-    if len(data) >= 144 and data[128:132] == b"DICM":
-        return memoryview(data)[144 + int.from_bytes(data[140:144], "little") :]
+    """The data set after the Part-10 preamble and file meta group (the whole buffer when it has no preamble).
+
+    Raises ``telerad.dicom_header.Unsupported`` for a Part-10 file whose file meta group is broken."""
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return memoryview(data)[part10_layout(data)[0]:]
     return memoryview(data)
 
 

@@ -26,6 +26,8 @@ from pydicom.uid import (
     JPEGLSLossless,
 )
 
+from telerad.dicom_header import Unsupported, part10_layout
+
 #: setting ``compression`` → the transfer syntax proposed for it
 WIRE_SYNTAXES = {
     "jpeg2000-lossless": str(JPEG2000Lossless),
@@ -60,12 +62,13 @@ def _deflate_raw(src: Path, dst: Path) -> bool:
     """
     with open(src, "rb") as fp:
         data = fp.read()
-    if len(data) < 144 or data[128:132] != b"DICM":
+    try:
+        meta_end, syntax = part10_layout(data)
+    except Unsupported:
         return False
-    meta_end = 144 + int.from_bytes(data[140:144], "little")
+    if syntax != str(ExplicitVRLittleEndian):
+        return False
     meta = read_file_meta_info(src)
-    if str(meta.TransferSyntaxUID) != str(ExplicitVRLittleEndian):
-        return False
     meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     out = io.BytesIO()
     write_file_meta_info(out, meta, enforce_standard=True)
