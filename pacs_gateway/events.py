@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import sessionmaker
@@ -26,7 +28,22 @@ SERIES_COMPLETE = "series.complete"
 SERIES_UPDATED = "series.updated"
 INSTANCE_NEW_VERSION = "instance.new_version"
 
-Subscriber = Callable[[dict], None]
+
+
+class EventRecord(TypedDict):
+    """What a subscriber receives: one row of the ``events`` table. ``payload``: for the series events
+    ``kind`` (the series kind from ``classify``) and ``instance_count``; for ``instance.new_version``
+    ``sop_instance_uid``, ``version`` and ``previous_path``."""
+
+    id: int
+    type: str
+    study_uid: str | None
+    series_uid: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+Subscriber = Callable[[EventRecord], None]
 TxnHook = Callable[[Connection, dict], None]
 
 
@@ -122,7 +139,7 @@ class EventBus:
         return n
 
     def _call(self, ev: Event) -> None:
-        data = {
+        data: EventRecord = {
             "id": ev.id,
             "type": ev.type,
             "study_uid": ev.study_uid,

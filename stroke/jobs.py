@@ -20,11 +20,13 @@ import logging
 import os
 import threading
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from huey.consumer import Consumer
 from sqlalchemy import Connection, insert, or_, select, update
 
 from pacs_gateway import events as ev
+from pacs_gateway.events import EventRecord
 from pacs_gateway.index.models import Clinic, Series, Study
 from stroke import rules
 from stroke.alerts import AlertService
@@ -33,6 +35,9 @@ from stroke.delivery import AlertWorker
 from stroke.models import TriageRun
 from stroke.roster import Roster
 from stroke.runner import OWNER, TriageRunner
+
+if TYPE_CHECKING:
+    from pacs_gateway.service import Gateway
 from telerad.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -54,7 +59,7 @@ class _Consumer(Consumer):
 
 
 class TriageJobs:
-    def __init__(self, gateway, runner, alerts):
+    def __init__(self, gateway: Gateway, runner: TriageRunner, alerts: AlertService):
         self.gw, self.runner, self.alerts = gateway, runner, alerts
         self.settings = gateway.settings
         self.version = algorithm_version()
@@ -81,7 +86,7 @@ class TriageJobs:
                                                   algorithm_version=self.version, state="queued", generation=1,
                                                   attempts=0, queued_at=now))
 
-    def _after_series(self, event: dict) -> None:
+    def _after_series(self, event: EventRecord) -> None:
         kind = (event.get("payload") or {}).get("kind")
         if kind == "ctp" and self.settings.triage.enabled:
             with self.gw.sessions() as s:
@@ -198,7 +203,7 @@ def _alive(owner: str, host: str) -> bool:
 # ----------------------------------------------------------------------------- wiring
 
 class StrokeLoop:
-    def __init__(self, gateway):
+    def __init__(self, gateway: Gateway):
         s = gateway.settings
         self.roster = Roster(gateway.sessions)
         self.roster.sync_config(s.oncall)

@@ -14,6 +14,7 @@ import os
 import socket
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
@@ -22,6 +23,11 @@ from stroke import compute, results, rules
 from stroke.compute import WorkerCrashed
 from stroke.models import TriageRun
 from telerad.clock import isoformat, utcnow
+
+if TYPE_CHECKING:
+    from pacs_gateway.service import Gateway
+    from stroke.alerts import AlertService
+    from stroke.compute import ComputePool
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -42,7 +48,7 @@ def _fail_doc(run: TriageRun, reason: str) -> dict:
 
 
 class TriageRunner:
-    def __init__(self, gateway, alerts, pool):
+    def __init__(self, gateway: Gateway, alerts: AlertService, pool: ComputePool):
         self.gw, self.alerts, self.pool = gateway, alerts, pool
         self.settings = gateway.settings
         self.outputs_root = gateway.store.root / "_triage"
