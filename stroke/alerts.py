@@ -105,13 +105,18 @@ class AlertService:
         return n
 
     # lifecycle ---------------------------------------------------------------------
-    def mark_sent(self, alert_id: int, tier: int, detail: str) -> None:
-        with self.sessions.begin() as s:
-            if add_step(s, alert_id, "sent", tier, detail=detail):
-                now = utcnow()
-                s.execute(update(Alert).where(Alert.id == alert_id, Alert.sent_at.is_(None)).values(sent_at=now))
-                s.execute(update(Alert).where(Alert.id == alert_id, Alert.state.in_(("created", "escalated")),
-                                              Alert.tier == tier).values(state="sent"))
+    def mark_sent(self, alert_id: int, tier: int, detail: str, session: Session | None = None) -> None:
+        """Record the "sent" step (once per tier). Pass ``session`` to record it in the caller's transaction,
+        as the alert worker does with the delivery row, so that a crash cannot keep one without the other."""
+        if session is None:
+            with self.sessions.begin() as s:
+                self.mark_sent(alert_id, tier, detail, s)
+            return
+        if add_step(session, alert_id, "sent", tier, detail=detail):
+            now = utcnow()
+            session.execute(update(Alert).where(Alert.id == alert_id, Alert.sent_at.is_(None)).values(sent_at=now))
+            session.execute(update(Alert).where(Alert.id == alert_id, Alert.state.in_(("created", "escalated")),
+                                                Alert.tier == tier).values(state="sent"))
 
     def acknowledge(self, alert_id: int, user: str) -> dict:
         user = (user or "").strip()

@@ -138,10 +138,10 @@ class AlertWorker:
             log.exception("alert %d: unexpected error sending to %s", alert.id, d.contact)
             self._failed(d, f"{type(exc).__name__}: {exc}", False)
             return
-        with self.sessions.begin() as s:
+        with self.sessions.begin() as s:  # one transaction: a crash keeps both the delivery and the "sent" step, or neither
             s.execute(update(AlertDelivery).where(AlertDelivery.id == d.id).values(
                 state="delivered", attempts=d.attempts + 1, delivered_at=utcnow(), lease_until=None, last_error=None))
-        self.service.mark_sent(alert.id, d.tier, f"{d.channel} to {d.contact}: {detail}")
+            self.service.mark_sent(alert.id, d.tier, f"{d.channel} to {d.contact}: {detail}", s)
         log.info("alert %d: %s to %s delivered (%s)", alert.id, d.channel, d.contact, detail)
 
     def _webhook_secret(self, contact: str) -> str:

@@ -65,6 +65,8 @@ class OrthancPeer:
     ) -> None:
         self.root = Path(tmpdir)
         self.host = LOOPBACK
+        self._ports_chosen_here = (dicom_port is None, http_port is None)
+        self._started = False  # after a first start the ports stay (destinations point at them)
         self.dicom_port = dicom_port or free_port()
         self.http_port = http_port or free_port()
         while self.http_port == self.dicom_port:
@@ -152,16 +154,32 @@ class OrthancPeer:
                 )
             try:
                 self._wait_ready()
+                self._started = True
                 return self
             except PeerError:
                 self.stop()
                 if attempt == PORT_BUSY_ATTEMPTS or "already in use" not in _tail(self.log_path):
                     raise
+                if not self._started:  # a first start: ports this peer picked itself may simply be taken
+                    self._pick_new_ports()
                 time.sleep(1.0)
             except BaseException:
                 self.stop()
                 raise
         return self
+
+    def _pick_new_ports(self) -> None:
+        """Free ports in place of the ones this peer chose itself (another process took one before Orthanc
+        bound it); ports given by the caller are kept."""
+        pick_dicom, pick_http = self._ports_chosen_here
+        if pick_dicom:
+            self.dicom_port = free_port()
+        if pick_http:
+            self.http_port = free_port()
+            while self.http_port == self.dicom_port:
+                self.http_port = free_port()
+        self.config.update(DicomPort=self.dicom_port, HttpPort=self.http_port)
+        self.config_path.write_text(json.dumps(self.config, indent=2))
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -89,5 +90,31 @@ def test_a_failing_receiver_is_retried_with_backoff_under_one_webhook_id(tmp_pat
                 return d if d.state != "sending" else None
             d = wait_until(delivery, 5, what="the delivery recorded")
             assert (d.state, d.attempts, d.last_error) == ("delivered", 3, None)
+        finally:
+            gw.stop()
+
+
+def test_a_crash_cannot_keep_the_delivery_without_its_sent_step(tmp_path, monkeypatch):
+    """The delivery row and the alert's "sent" step commit in one transaction. The process dying between
+    them (simulated by the step's write failing) leaves the delivery "sending", so a restart sends it again
+    under the same webhook-id and records the step; it is never "delivered" with the alert still "created"."""
+    with WebhookReceiver() as hook:
+        gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, hook)], **FAST))
+        died = threading.Event()
+
+        def dies_here(*args, **kwargs):
+            died.set()
+            raise RuntimeError("the process dies between the delivery and its step")
+
+        monkeypatch.setattr(gw.stroke.alerts, "mark_sent", dies_here)
+        gw.start()
+        try:
+            alert_id = _raise(gw)
+            hook.wait(1, 10)
+            assert died.wait(10)
+            with gw.sessions() as s:
+                d = s.execute(select(AlertDelivery).where(AlertDelivery.alert_id == alert_id)).scalar_one()
+            assert d.state == "sending" and d.delivered_at is None
+            assert _steps(gw, alert_id) == [("created", 1)]
         finally:
             gw.stop()

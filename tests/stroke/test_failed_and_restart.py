@@ -73,6 +73,9 @@ def test_sigkill_mid_triage_then_restart_gives_exactly_one_alert(tmp_path, webho
         body = verify_standard_webhook(SECRET_1, webhook.wait(1, 120)[0])
         assert body["type"] == "stroke.triage" and body["result"]["status"] == "ok"
         wait_until(lambda: peer.get("/api/triage")[0]["state"] == "done", 120, what="the re-run to finish")
+        # a send interrupted by the SIGKILL is made again at the restart (same webhook-id) and only then recorded
+        wait_until(lambda: [s["step"] for s in peer.get("/api/alerts")[0]["steps"]][:2] == ["created", "sent"], 30,
+                   what="the alert's sent step")
         time.sleep(1.5)  # a second alert would have been sent by now
         ids = {r["headers"]["webhook-id"] for r in webhook.accepted()}
         assert len(ids) == 1, "a receiver deduping by webhook-id must see exactly one alert"
