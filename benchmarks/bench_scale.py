@@ -45,7 +45,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pydicom import dcmread  # noqa: E402
-from pydicom.uid import generate_uid  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from pacs_gateway.index.models import Delivery, Instance, Series, Study  # noqa: E402

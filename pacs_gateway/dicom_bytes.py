@@ -23,7 +23,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from pacs_gateway import status
+from pacs_gateway import dicom_values, status
 from pacs_gateway.errors import BadDataset
 from telerad import dicom_header
 from telerad.dicom_header import Elements, Unsupported
@@ -105,16 +105,12 @@ class HeaderReader:
     _UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
 
     def __init__(self, keywords: tuple[str, ...], *, max_inflated: int = 2 << 30, spool_dir=None):
-        from pacs_gateway import dicom_values
-
         self.max_inflated, self.spool_dir = max_inflated, spool_dir
         self.keywords = tuple(keywords)
         self._tags = dicom_values.tags_for(tuple(dict.fromkeys((*self._UIDS, *self.keywords))))
         self._want = frozenset((*self._tags, dicom_values.SPECIFIC_CHARACTER_SET))
 
     def read(self, dataset, transfer_syntax: str, part10: Callable[[], bytes]) -> Header:
-        from pacs_gateway import dicom_values
-
         ts = UID(transfer_syntax)
         if transfer_syntax == DEFLATED:
             with self._inflated(dataset) as buf:
@@ -166,8 +162,6 @@ class HeaderReader:
                     pass
 
     def _header(self, found: Elements, ts: UID) -> Header:
-        from pacs_gateway import dicom_values
-
         little = ts.is_little_endian
         raws, vrs = found.values, found.vrs
         charset = raws.pop(dicom_values.SPECIFIC_CHARACTER_SET, b"").decode("ascii", "replace").strip(" \0")

@@ -99,6 +99,14 @@ def check_header(ctx, path: Path, offset: int, transfer_syntax: str, *, sop_clas
     return header
 
 
+def read_part10_header(ctx, path: Path) -> tuple[int, str, object]:
+    """``(dataset_offset, transfer_syntax, header)`` of a Part-10 file: its layout from the first 64 KiB, then
+    the checked header (:func:`check_header`). Raises :class:`BadDataset` with the status to answer."""
+    with open(path, "rb") as f:
+        offset, ts = part10_layout(f.read(1 << 16))
+    return offset, ts, check_header(ctx, path, offset, ts)
+
+
 def index_durable(ctx, tmp: Path, header, transfer_syntax: str, *, calling_ae: str, clinic_id: int | None,
                   size: int, crc32: int, timeout_s: float) -> IngestResult:
     """Hand a temp file in ``ctx.store.tmp`` to the index writer and wait until it is durable and indexed."""
@@ -141,10 +149,7 @@ def ingest_file(ctx, path: Path, *, calling_ae: str | None = None, clinic_id: in
     tmp: Path | None = None
     try:
         try:
-            with open(path, "rb") as f:
-                head = f.read(1 << 16)
-                offset, ts = part10_layout(head)
-            header = check_header(ctx, path, offset, ts)
+            offset, ts, header = read_part10_header(ctx, path)
         except BadDataset as exc:
             discard(path)
             return IngestResult(exc.status, error=str(exc))

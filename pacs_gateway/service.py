@@ -15,7 +15,7 @@ from pacs_gateway.config import GatewaySettings
 from pacs_gateway.dicom_bytes import HeaderReader
 from pacs_gateway.events import EventBus
 from pacs_gateway.index.db import open_index
-from pacs_gateway.intake import IngestResult, check_header, index_created_file, ingest_file, part10_layout
+from pacs_gateway.intake import IngestResult, index_created_file, ingest_file, read_part10_header
 from pacs_gateway.ingest import SERIES_KEYWORDS, STUDY_KEYWORDS, IndexWriter, Outcome
 from pacs_gateway.routing.queue import make_huey
 from pacs_gateway.routing.router import Router
@@ -166,9 +166,7 @@ class Gateway:
         would get (``exc.status``) when ``ingest_file`` would refuse the file as malformed. The file stays
         where it is. Lets an upload of several files (STOW-RS) refuse all of them before storing any.
         """
-        with open(path, "rb") as f:
-            offset, ts = part10_layout(f.read(1 << 16))
-        return check_header(self, Path(path), offset, ts)
+        return read_part10_header(self, Path(path))[2]
 
     def index_created_file(self, tmp: Path, *, clinic_id: int | None, timeout_s: float = 60.0) -> Outcome:
         """Index a Part-10 file telerad wrote itself (triage results) in ``store.tmp``: header read, durable

@@ -20,11 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from stroke.alerts import AlertService
-from telerad.clock import utcnow
 from stroke.channels import ChannelError, send_email, send_webhook
 from stroke.config import AlertSettings
 from stroke.models import Alert, AlertDelivery, TriageRun
 from stroke.runner import OWNER
+from telerad.clock import utcnow
 from telerad.secretbox import SecretError
 
 log = logging.getLogger(__name__)

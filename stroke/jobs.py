@@ -35,10 +35,10 @@ from stroke.delivery import AlertWorker
 from stroke.models import TriageRun
 from stroke.roster import Roster
 from stroke.runner import OWNER, TriageRunner
+from telerad.clock import utcnow
 
 if TYPE_CHECKING:
     from pacs_gateway.service import Gateway
-from telerad.clock import utcnow
 
 log = logging.getLogger(__name__)
 PRE_ALERT_KINDS = ("ncct_head", "cta_head")

@@ -8,13 +8,13 @@ so the delivery engine sends (and re-sends newer versions) like any other route.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 
 from sqlalchemy import Connection, insert, select, update
 
 from pacs_gateway.index.models import Clinic, Destination, Instance, Series, Study
 from pacs_gateway.routing.config import DestinationConfig
 from pacs_gateway.routing.ledger import queue_instances
+from telerad.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def _clinic_destination(conn: Connection, clinic) -> int:
     row = conn.execute(select(Destination.id, Destination.config).where(Destination.name == name)).one_or_none()
     if row is None:
         return conn.execute(insert(Destination).values(name=name, kind="dicom", is_default=False, config=cfg,
-                                                       source="clinic", created_at=datetime.now(timezone.utc))
+                                                       source="clinic", created_at=utcnow())
                             ).inserted_primary_key[0]
     if row.config != cfg:
         conn.execute(update(Destination).where(Destination.id == row.id).values(config=cfg))
@@ -41,7 +41,7 @@ def return_to_clinic(conn: Connection, study_uid: str, sop_uids: list[str], *, r
     if clinic is None or not clinic.host or not clinic.port:
         return 0
     dest_id = _clinic_destination(conn, clinic)
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     insts = conn.execute(select(Instance.id, Instance.version, Instance.series_id, Series.study_id)
                          .join(Series, Series.id == Instance.series_id).where(Instance.sop_uid.in_(sop_uids))).all()
     by_series: dict[tuple[int, int], list] = {}

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 from pacs_gateway import events as ev
 from pacs_gateway.config import GatewaySettings
 from pacs_gateway.routing import ledger
+from pacs_gateway.routing.clinic_return import return_to_clinic
 from pacs_gateway.routing.deliver import DeliveryWorker
 from pacs_gateway.routing.destinations import DestinationRegistry
 from pacs_gateway.routing.queue import DeliveryQueue
@@ -102,8 +103,6 @@ class Router:
         """Route objects telerad created for a study: the routing rules (with ``kind``), then back to the
         sending clinic when it has a DICOM address (stroke lane, ``return_rule`` in the ledger); dispatched
         at once. Returns the ledger rows written."""
-        from pacs_gateway.routing.clinic_return import return_to_clinic
-
         rows = 0
         with self.engine.begin() as conn:
             for series_uid, sops in sop_uids_by_series.items():

@@ -22,7 +22,6 @@ from stroke.config import SmtpSettings
 from telerad import secretbox
 from tests.gateway.conftest import CLINIC_AE, make_settings
 from tests.peers import free_port, run_storescu, stored_ok
-from tests.routing.conftest import wait_until
 from tests.stroke.conftest import SECRET_1, contact, verify_standard_webhook
 from tests.stroke.receivers import SmtpReceiver, WebhookReceiver
 

@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,30 @@ def _tail(log: PathLike | None, n: int = 2000) -> str:
     if log is None or not Path(log).exists():
         return ""
     return "\n--- log tail ---\n" + Path(log).read_text(errors="replace")[-n:]
+
+
+PORT_BUSY_ATTEMPTS = 3  # starts of one peer whose port another process took before the peer bound it
+
+
+def start_retrying_busy_port(launch: Callable[[], None], ready: Callable[[], None], stop: Callable[[], None],
+                             log: PathLike, repick: Callable[[], None], *, pause_s: float) -> None:
+    """Start a peer process and wait until it is ``ready``; start it again, a bounded number of times, when it
+    exited because its port was taken between choosing and binding it (its log says "already in use").
+    ``repick`` chooses other ports where the peer may (its own free ports); a restarted peer keeps its ports."""
+    for attempt in range(1, PORT_BUSY_ATTEMPTS + 1):
+        launch()
+        try:
+            ready()
+            return
+        except PeerError:
+            stop()
+            if attempt == PORT_BUSY_ATTEMPTS or "already in use" not in _tail(log):
+                raise
+            repick()
+            time.sleep(pause_s)
+        except BaseException:
+            stop()
+            raise
 
 
 def _stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 20.0) -> None:

@@ -19,9 +19,8 @@ from tests.peers._common import (
     _tail,
     dcmtk_env,
     free_port,
+    start_retrying_busy_port,
 )
-
-PORT_BUSY_ATTEMPTS = 3  # starts of one storescp when its port is taken before it binds
 
 
 def have_dcmtk() -> bool:
@@ -300,26 +299,22 @@ class StorescpPeer:
         if self.accepted_sop_classes is not None:
             self.profile_path.write_text(storescp_profile(self.accepted_sop_classes))
         # Between free_port() and storescp's bind, another process (a test's outgoing connection) may
-        # take the port; storescp then exits with "Address already in use". Try again, bounded.
-        for attempt in range(1, PORT_BUSY_ATTEMPTS + 1):
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    self.command(), stdout=log, stderr=subprocess.STDOUT, env=dcmtk_env(), start_new_session=True
-                )
-            try:
-                wait_for_echo(self.host, self.port, timeout=self.start_timeout, proc=self.proc, log=self.log_path)
-                return self
-            except PeerError:
-                self.stop()
-                if attempt == PORT_BUSY_ATTEMPTS or "already in use" not in _tail(self.log_path, 400):
-                    raise
-                if self._own_port:
-                    self.port = free_port()
-                time.sleep(0.5)
-            except BaseException:
-                self.stop()
-                raise
+        # take the port; storescp then exits with "Address already in use".
+        start_retrying_busy_port(self._launch, self._wait_echo, self.stop, self.log_path, self._repick, pause_s=0.5)
         return self
+
+    def _launch(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=dcmtk_env(), start_new_session=True
+            )
+
+    def _wait_echo(self) -> None:
+        wait_for_echo(self.host, self.port, timeout=self.start_timeout, proc=self.proc, log=self.log_path)
+
+    def _repick(self) -> None:
+        if self._own_port:
+            self.port = free_port()
 
     def stop(self) -> None:
         _stop_process(self.proc)

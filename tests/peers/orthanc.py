@@ -23,12 +23,12 @@ from tests.peers._common import (
     _tail,
     dcmtk_env,
     free_port,
+    start_retrying_busy_port,
     pixel_sha256,
 )
 
 ORTHANC_BINARY = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-PORT_BUSY_ATTEMPTS = 3  # starts of one peer when its fixed port is briefly taken
 
 
 def have_orthanc() -> bool:
@@ -139,34 +139,24 @@ class OrthancPeer:
             raise PeerError(f"Orthanc is not installed at {ORTHANC_BINARY} (apt-get install orthanc)")
         self.storage.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(self.config, indent=2))
-        # A restart keeps its ports (destinations point at them). While the peer was down, another
-        # process's outgoing connection may briefly hold that port number as its ephemeral local
-        # port; Orthanc then exits with "already in use". Try again a bounded number of times.
-        for attempt in range(1, PORT_BUSY_ATTEMPTS + 1):
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    [ORTHANC_BINARY, str(self.config_path)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=dcmtk_env(),
-                    cwd=self.root,
-                    start_new_session=True,
-                )
-            try:
-                self._wait_ready()
-                self._started = True
-                return self
-            except PeerError:
-                self.stop()
-                if attempt == PORT_BUSY_ATTEMPTS or "already in use" not in _tail(self.log_path):
-                    raise
-                if not self._started:  # a first start: ports this peer picked itself may simply be taken
-                    self._pick_new_ports()
-                time.sleep(1.0)
-            except BaseException:
-                self.stop()
-                raise
+        # A restart keeps its ports (destinations point at them); while the peer was down, another
+        # process's outgoing connection may briefly hold one as its ephemeral local port. On a first
+        # start, ports this peer picked itself may simply have been taken: it picks new ones.
+        start_retrying_busy_port(self._launch, self._wait_ready, self.stop, self.log_path,
+                                 lambda: None if self._started else self._pick_new_ports(), pause_s=1.0)
+        self._started = True
         return self
+
+    def _launch(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [ORTHANC_BINARY, str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dcmtk_env(),
+                cwd=self.root,
+                start_new_session=True,
+            )
 
     def _pick_new_ports(self) -> None:
         """Free ports in place of the ones this peer chose itself (another process took one before Orthanc

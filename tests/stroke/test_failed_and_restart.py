@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pydicom
@@ -10,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from pacs_gateway.index import queries
-from stroke.models import Alert, TriageRun
+from stroke.models import TriageRun
 from telerad.app import build_gateway
 from tests.gateway.conftest import make_settings
 from tests.peers import LOOPBACK, StorescpPeer, TeleradPeer, have_dcmtk, run_storescu, stored_ok
