@@ -1,0 +1,109 @@
+"""Score the CTP engine on the randomized phantom's TUNING seeds only, optionally at a fixed noise level.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/tune_ctp.py --seeds 0-99              # the tuning score, as bench_generalization --tuning
+    .venv/bin/python benchmarks/tune_ctp.py --seeds 0-49 --noise 2    # the model's own error: 2 HU, no motion
+
+A development tool (issue 8): it refuses held-out seeds (``sample_dicom.random_cases``), runs the cases in
+``--jobs`` processes (one BLAS thread each) and writes ``benchmarks/results/triage_tuning[_noiseN].json`` with one
+row per case and the misses. With ``--noise`` every case is drawn as usual and then made with that per-voxel noise
+and without motion, so a miss there is the model's or the pipeline's error, not the noise's. Engine variants are
+compared by running it once per variant (docs/perfusion.md, "Round 3").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sample_dicom.random_cases import TUNING_SEEDS  # noqa: E402
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """'0-9,12' -> [0, ..., 9, 12]."""
+    out: list[int] = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def score(seeds: list[int], noise: float | None) -> list[dict]:
+    from sample_dicom.random_cases import score_case
+    from sample_dicom.random_phantom import draw_parameters, make_random_phantom
+    from triage import analyze
+
+    rows = []
+    for s in seeds:
+        p = draw_parameters(s)
+        if noise is not None:
+            p.update(noise_hu=noise, motion_mm=0.0)
+        ph = make_random_phantom(s, params=p)
+        t0 = time.perf_counter()
+        r = analyze(ph.series)
+        row = score_case(r, ph.truth)
+        row.update(seed=s, wall_s=round(time.perf_counter() - t0, 2), noise_hu=round(p["noise_hu"], 1), dt_s=p["dt_s"],
+                   matrix=p["matrix"], residue=p["residue"]["family"], kernel=p["residue"]["kernel"])
+        row = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
+        rows.append(row)
+        print(f"seed {s}: {'ok ' if row['ok'] else 'MISS'} core {row['core_ml']}/{row['core_truth_ml']} tmax6 "
+              f"{row['tmax6_ml']}/{row['tmax6_truth_ml']} {row['residue']}/{row['kernel']} {row['noise_hu']} HU", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="0-99", help="tuning seeds, e.g. 0-49 or 3,7,11")
+    ap.add_argument("--noise", type=float, default=None, help="per-voxel noise (HU) for every case, no motion")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: result file of one process
+    args = ap.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    if not set(seeds) <= set(TUNING_SEEDS):
+        ap.error(f"--seeds: only tuning seeds {TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]} may be scored here; "
+                 "held-out seeds are scored by bench_generalization.py")
+    if args.worker:
+        Path(args.worker).write_text(json.dumps(score(seeds, args.noise)))
+        return 0
+    suffix = "" if args.noise is None else f"_noise{args.noise:g}"
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"triage_tuning{suffix}.json")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    t0 = time.perf_counter()
+    parts = [seeds[i::args.jobs] for i in range(args.jobs) if seeds[i::args.jobs]]
+    files = [out.with_suffix(f".part{i}") for i in range(len(parts))]
+    procs = [subprocess.Popen([sys.executable, __file__, "--seeds", ",".join(map(str, p)), "--worker", str(f)]
+                              + ([] if args.noise is None else ["--noise", str(args.noise)]), env=env)
+             for p, f in zip(parts, files)]
+    if any(p.wait() for p in procs):
+        print("a worker failed", file=sys.stderr)
+        return 1
+    rows = sorted((r for f in files for r in json.loads(f.read_text())), key=lambda r: r["seed"])
+    for f in files:
+        f.unlink()
+    from triage import ALGORITHM
+
+    ok = [r["seed"] for r in rows if r["ok"]]
+    result = {"benchmark": "CTP engine on tuning seeds of the randomized phantom",
+              "command": "python benchmarks/tune_ctp.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "algorithm": ALGORITHM,
+              "noise_hu": args.noise, "cases": len(rows), "within_tolerance": len(ok),
+              "misses": [r["seed"] for r in rows if not r["ok"]], "wall_s": round(time.perf_counter() - t0, 1),
+              "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{len(ok)}/{len(rows)} within tolerance; misses {result['misses']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
