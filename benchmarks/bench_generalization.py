@@ -39,7 +39,7 @@ from sample_dicom.random_phantom import make_random_phantom  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "triage_generalization.json"
 
 
-def _case_row(seed: int, phantom, method: str, backend: str) -> dict:
+def case_row(seed: int, phantom, method: str, backend: str) -> dict:
     from triage import analyze
     from triage.perfusion import maps
 
@@ -62,7 +62,7 @@ def _case_row(seed: int, phantom, method: str, backend: str) -> dict:
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
 
 
-def _summary(rows: list[dict]) -> dict:
+def summary(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["ok"]]
     done = [r for r in rows if r["status"] == "ok"]
     core = [abs(r["core_err_ml"]) for r in done]
@@ -88,12 +88,12 @@ def _run_set(name: str, seeds, methods: list[str], backend: str) -> dict[str, di
     for s in seeds:
         phantom = make_random_phantom(s)
         for method in methods:
-            row = _case_row(s, phantom, method, backend)
+            row = case_row(s, phantom, method, backend)
             rows[method].append(row)
             print(f"{name} {method} seed {s}: {'ok ' if row['ok'] else 'MISS'} core {row['core_ml']}/{row['core_truth_ml']} "
                   f"tmax6 {row['tmax6_ml']}/{row['tmax6_truth_ml']} side {row['side']}/{row['side_truth']} "
                   f"{row['residue']} {row['matrix']} {row['wall_s']} s", flush=True)
-    return {m: {"seeds": [int(seeds[0]), int(seeds[-1])], "summary": _summary(r), "cases": r} for m, r in rows.items()}
+    return {m: {"seeds": [int(seeds[0]), int(seeds[-1])], "summary": summary(r), "cases": r} for m, r in rows.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

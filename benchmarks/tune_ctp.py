@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/tune_ctp.py --seeds 0-99              # the tuning score, as bench_generalization --tuning
+    .venv/bin/python benchmarks/tune_ctp.py --seeds 0-99             # as bench_generalization.py --tuning 100
     .venv/bin/python benchmarks/tune_ctp.py --seeds 0-49 --noise 2    # the model's own error: 2 HU, no motion
 
 A development tool (issue 8): it refuses held-out seeds (``sample_dicom.random_cases``), runs the cases in
@@ -38,25 +38,20 @@ def parse_seeds(spec: str) -> list[int]:
 
 
 def score(seeds: list[int], noise: float | None) -> list[dict]:
-    from sample_dicom.random_cases import score_case
+    """One bench_generalization row per seed (the same scoring and fields), phantoms made with ``noise``."""
+    from benchmarks.bench_generalization import case_row
     from sample_dicom.random_phantom import draw_parameters, make_random_phantom
-    from triage import analyze
 
     rows = []
     for s in seeds:
         p = draw_parameters(s)
         if noise is not None:
             p.update(noise_hu=noise, motion_mm=0.0)
-        ph = make_random_phantom(s, params=p)
-        t0 = time.perf_counter()
-        r = analyze(ph.series)
-        row = score_case(r, ph.truth)
-        row.update(seed=s, wall_s=round(time.perf_counter() - t0, 2), noise_hu=round(p["noise_hu"], 1), dt_s=p["dt_s"],
-                   matrix=p["matrix"], residue=p["residue"]["family"], kernel=p["residue"]["kernel"])
-        row = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
+        row = case_row(s, make_random_phantom(s, params=p), "model", "numpy")
         rows.append(row)
         print(f"seed {s}: {'ok ' if row['ok'] else 'MISS'} core {row['core_ml']}/{row['core_truth_ml']} tmax6 "
-              f"{row['tmax6_ml']}/{row['tmax6_truth_ml']} {row['residue']}/{row['kernel']} {row['noise_hu']} HU", flush=True)
+              f"{row['tmax6_ml']}/{row['tmax6_truth_ml']} {row['residue']}/{row['kernel']} {row['noise_hu']} HU",
+              flush=True)
     return rows
 
 
@@ -90,18 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = sorted((r for f in files for r in json.loads(f.read_text())), key=lambda r: r["seed"])
     for f in files:
         f.unlink()
+    from benchmarks.bench_generalization import summary
     from triage import ALGORITHM
 
-    ok = [r["seed"] for r in rows if r["ok"]]
     result = {"benchmark": "CTP engine on tuning seeds of the randomized phantom",
               "command": "python benchmarks/tune_ctp.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "algorithm": ALGORITHM,
-              "noise_hu": args.noise, "cases": len(rows), "within_tolerance": len(ok),
-              "misses": [r["seed"] for r in rows if not r["ok"]], "wall_s": round(time.perf_counter() - t0, 1),
-              "rows": rows}
+              "noise_hu": args.noise, "wall_s": round(time.perf_counter() - t0, 1), "summary": summary(rows),
+              "cases": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{len(ok)}/{len(rows)} within tolerance; misses {result['misses']}")
+    print(f"{result['summary']['within_tolerance']}/{len(rows)} within tolerance; misses {result['summary']['misses']}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """Seed ranges and the scoring rule of the randomized-phantom generalization test (issue 8).
 
 Tuning seeds 0-99 may be looked at while developing the engine; held-out seeds 1000-1039, 2000-2039 and
-3000-3039 are only scored (benchmarks/bench_generalization.py writes benchmarks/results/triage_generalization.json, and
-tests/triage/test_perfusion_generalization.py asserts on a subset of them).
+3000-3039 are only scored (benchmarks/bench_generalization.py writes benchmarks/results/triage_generalization.json,
+and tests/triage/test_perfusion_heldout_random.py asserts on it).
 """
 
 from __future__ import annotations
