@@ -101,8 +101,9 @@ def time_to_fraction(t: np.ndarray, h: np.ndarray, fraction: float = 1.0) -> flo
     return float(t[i - 1] + w * (t[i] - t[i - 1]))
 
 
-def build_dictionary(aif: np.ndarray, dt_s: float) -> Dictionary:
-    """Unit-CBF model curves for the measured AIF (T,) HU sampled every ``dt_s`` from t = 0."""
+def build_dictionary(aif: np.ndarray, dt_s: float, shapes: tuple[tuple[str, float], ...] = SHAPES) -> Dictionary:
+    """Unit-CBF model curves for the measured AIF (T,) HU sampled every ``dt_s`` from t = 0, one per delay, MTT
+    and (family, dispersion) pair of ``shapes``."""
     t = aif.shape[0]
     times = np.arange(t) * dt_s
     fine_dt = dt_s / FINE_STEPS
@@ -113,10 +114,10 @@ def build_dictionary(aif: np.ndarray, dt_s: float) -> Dictionary:
     mtts = np.asarray(MTT_GRID_S)
     scale = (RHO_G_PER_ML / K_H) / 6000.0 * fine_dt
     long_t = np.arange(0.0, max(fine_t[-1], 3.0 * mtts[-1]) + fine_dt / 2, fine_dt)  # whole residue for peak_s
-    curves = np.empty((len(mtts), len(SHAPES), fine_t.size))
-    peaks = np.empty((len(mtts), len(SHAPES)))
+    curves = np.empty((len(mtts), len(shapes), fine_t.size))
+    peaks = np.empty((len(mtts), len(shapes)))
     for i, m in enumerate(mtts):
-        for j, (fam, b) in enumerate(SHAPES):
+        for j, (fam, b) in enumerate(shapes):
             h = effective_residue(long_t, fam, m, b)
             if fam == "exp":  # exact
                 peaks[i, j] = float(residue_tmax(0.0, m, b))
@@ -135,11 +136,11 @@ def build_dictionary(aif: np.ndarray, dt_s: float) -> Dictionary:
     atoms = np.transpose(sampled, (2, 0, 1, 3)).reshape(-1, t)  # (n_delay * n_mtt * n_shape, T)
     norms = np.linalg.norm(atoms, axis=1)
     atoms = atoms / np.maximum(norms, 1e-12)[:, None]
-    n_shape = len(SHAPES)
+    n_shape = len(shapes)
     dd, mm, jj = np.meshgrid(delays, mtts, np.arange(n_shape), indexing="ij")
     pk = np.broadcast_to(peaks[None], (len(delays), len(mtts), n_shape))
     return Dictionary(atoms=atoms.astype(np.float32), norms=norms, delay_s=dd.ravel(), mtt_s=mm.ravel(),
-                      beta_s=np.asarray(BETA_GRID_S)[jj.ravel()], shape=(len(delays), len(mtts), n_shape),
+                      beta_s=np.asarray([b for _, b in shapes])[jj.ravel()], shape=(len(delays), len(mtts), n_shape),
                       delay_step_s=step, family=jj.ravel(), peak_s=pk.ravel().copy())
 
 
@@ -218,3 +219,37 @@ def _pairdots(dic: Dictionary, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     nxt[:-per_delay] = np.einsum("gt,gt->g", atoms[:-per_delay], atoms[per_delay:])  # <a_g, a_{g + one delay}>
     low = np.minimum(a, b)
     return np.where(a == b, 1.0, nxt[low])
+
+
+#: residue families compared by ``family_evidence`` (the fit itself uses SHAPES, exponential only)
+EVIDENCE_FAMILIES = ("exp", "gamma3", "box")
+EVIDENCE_VOXELS = 4000
+
+
+def family_evidence(aif: np.ndarray, dt_s: float, conc: np.ndarray, backend, n_max: int = EVIDENCE_VOXELS) -> dict:
+    """How well each residue family of EVIDENCE_FAMILIES (with the fit's dispersions) explains the tissue curves.
+
+    conc : (T, N) float32 HU (the shape-smoothed curves). Up to ``n_max`` voxels, evenly strided, are fitted by
+    two-fold cross-validation over the frames: the best atom and its amplitude are chosen on the even frames and
+    the residual is measured on the odd ones, then the other way round. A family with more freedom cannot win
+    by fitting noise, because the noise of the left-out frames is independent of the fit. Returns
+    {"residual": {family: left-out residual energy / signal energy}, "best": family, "voxels": n}.
+    """
+    n = conc.shape[1]
+    sub = np.ascontiguousarray(conc[:, :: max(1, n // n_max)], dtype=np.float32)
+    energy = float(np.sum(np.square(sub, dtype=np.float64)))
+    out: dict[str, float] = {}
+    for fam in EVIDENCE_FAMILIES:
+        dic = build_dictionary(aif, dt_s, tuple((fam, b) for _, b in SHAPES))
+        res = 0.0
+        for fit_rows, test_rows in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
+            part = dic.atoms[:, fit_rows].astype(np.float64)
+            pnorm = np.linalg.norm(part, axis=1)
+            unit = (part / np.maximum(pnorm, 1e-12)[:, None]).astype(np.float32)
+            best, score = backend.match(np.ascontiguousarray(sub[fit_rows]), unit, 1)
+            best, amp = best[:, 0], np.maximum(score[:, 0], 0.0) / np.maximum(pnorm[best[:, 0]], 1e-12)
+            pred = amp[:, None] * dic.atoms[best][:, test_rows]  # (n, T/2)
+            res += float(np.sum(np.square(sub[test_rows].T - pred, dtype=np.float64)))
+        out[fam] = res / energy if energy > 0 else float("nan")
+    best_family = min(out, key=out.get) if energy > 0 else "exp"
+    return {"residual": out, "best": best_family, "voxels": int(sub.shape[1])}

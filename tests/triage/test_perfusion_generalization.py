@@ -105,3 +105,24 @@ def test_implausible_noise_and_poor_fit_are_flagged():
     weak = analyze(make_phantom(seed=1, aif="weak", shape=(8, 128, 128), spacing_mm=(5.0, 1.8, 1.8), noise_hu=5.0).series)
     assert weak.quality["fit_r2"] < 0.8 and not weak.quality["reliable"]
     assert {"poor_fit", "weak_aif"} <= {w["code"] for w in weak.quality["warnings"]}
+
+
+@pytest.mark.parametrize("family,kernel,flagged", [("box", "exp", True), ("box", "gamma2", True),
+                                                   ("exp", "exp", False), ("gamma", "gamma2", False)])
+def test_plug_flow_tissue_is_flagged(family, kernel, flagged):
+    """The fit is exponential; tissue that behaves as plug flow gets a residue_shape warning (its Tmax runs late),
+    tissue of the model's own or the gamma family does not. The same head, drawn once per family."""
+    p = _small(330, noise_hu=8.0, dt_s=1.5, n_times=40,
+               **{"residue.family": family, "residue.kernel": kernel, "residue.shape_k": 3.0 if family == "gamma" else None})
+    r = analyze(make_random_phantom(330, params=p).series)
+    ev = r.quality["residue_evidence"]
+    assert set(ev["residual"]) == {"exp", "gamma3", "box"} and ev["voxels"] > 1000
+    warned = [w for w in r.quality["warnings"] if w["code"] == "residue_shape"]
+    assert bool(warned) is flagged, (ev, warned)
+    if flagged:
+        assert warned[0]["severity"] == "warning" and not r.quality["reliable"]
+        assert warned[0]["residual_box"] < warned[0]["residual_exp"]
+    from triage.perfusion import quality
+
+    assert not quality.residue_warnings(None) and not quality.residue_warnings(
+        {"best": "box", "residual": {"exp": 0.100, "gamma3": 0.101, "box": 0.099}})  # within the margin: no warning

@@ -51,7 +51,8 @@ def fit_curves(c: np.ndarray, aif: np.ndarray, dt_s: float, backend, *, noise_hu
     CBV is the model-free area ratio in both; MTT is the fitted one ("model", when MTT_FROM_FIT) or
     CBV / CBF, clipped to [0, MTT_MAX_S]. ``c_shape`` (T, N): more smoothed curves for the model's shape.
     ``noise_hu`` is the per-frame noise left in ``c`` (reported, and kept for noise-aware choices).
-    "fit_r2" (float): the share of the shape data's energy the fitted curves explain (model only).
+    "fit_r2" (float): the share of the shape data's energy the fitted curves explain (model only);
+    "residue_evidence" (dict or None): ``models.residue.family_evidence`` on the shape data (model only).
     """
     method = METHOD if method is None else method
     oi_max = OI_MAX if oi_max is None else oi_max
@@ -73,11 +74,12 @@ def fit_curves(c: np.ndarray, aif: np.ndarray, dt_s: float, backend, *, noise_hu
             fits.append(res)
         res = fits[0]
         cbf, tmax = res["cbf"], fits[-1]["tmax"]
+        evidence = residue.family_evidence(aif, dt_s, cs, backend)
         top = residue.select(best_g, score_g)[1]
         energy = float(np.einsum("tn,tn->", cs, cs, dtype=np.float64))
         fit_r2 = float(np.sum(np.square(top, dtype=np.float64)) / energy) if energy > 0 else 0.0
     elif method == "osvd":
-        fit_r2 = float("nan")
+        fit_r2, evidence = float("nan"), None
         dec = backend.deconvolve(c, aif, dt_s, oi_max=oi_max)
         peak, tmax = dec.peak, dec.tmax_s
         cbf = peak * np.float32(factor * 6000.0)
@@ -90,7 +92,8 @@ def fit_curves(c: np.ndarray, aif: np.ndarray, dt_s: float, backend, *, noise_hu
     else:
         mtt = np.where(cbf > 1e-3, 60.0 * cbv / np.maximum(cbf, 1e-3), 0.0)
     mtt = np.clip(mtt, 0.0, MTT_MAX_S).astype(np.float32)
-    return {"cbf": cbf.astype(np.float32), "cbv": cbv, "mtt": mtt, "tmax": tmax.astype(np.float32), "fit_r2": fit_r2}
+    return {"cbf": cbf.astype(np.float32), "cbv": cbv, "mtt": mtt, "tmax": tmax.astype(np.float32), "fit_r2": fit_r2,
+            "residue_evidence": evidence}
 
 
 def bbox(mask: np.ndarray, pad: int = 2) -> tuple[slice, ...]:
@@ -142,6 +145,7 @@ def perfusion_maps(conc: np.ndarray, tissue: np.ndarray, aif: np.ndarray, dt_s: 
         out[name] = full
     out["sigma_px"] = sigma
     out["fit_r2"] = fit["fit_r2"]
+    out["residue_evidence"] = fit["residue_evidence"]
     out["noise_after_hu"] = noise_hu / (2.0 * np.sqrt(np.pi) * sigma)
     peak = c.max(axis=0)
     out["tissue_peak_hu"] = float(np.median(peak))

@@ -173,6 +173,7 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
                                         f"{100 * pm['fit_r2']:.0f}% of the tissue signal (expected > "
                                         f"{100 * quality.MIN_FIT_R2:.0f}%); the AIF or the data are not trustworthy.",
                                         fit_r2=pm["fit_r2"]))
+    warnings += quality.residue_warnings(pm["residue_evidence"])
     cnr = pm["tissue_peak_hu"] / max(pm["noise_after_hu"], 1e-6)
     if cnr < quality.MIN_CNR:
         warnings.append(quality.warning("low_cnr", "warning", f"tissue contrast-to-noise {cnr:.1f} is below "
@@ -185,7 +186,8 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
     out_maps.update(core=seg["core"], tmax6=seg["tmax6"], tmax10=seg["tmax10"], brain=brain)
     q = {"reliable": quality.is_reliable(warnings), "warnings": warnings, "max_displacement_mm": max_mm,
          "dropped_frames": [int(i) for i in np.flatnonzero(~keep)], "aif": aif_report, "vof": vof_report,
-         "cnr": cnr, "noise_hu": noise_w, "noise_native_hu": noise_native, "fit_r2": pm["fit_r2"], "smoothing_sigma_mm": pm["sigma_px"] * pix_mm,
+         "cnr": cnr, "noise_hu": noise_w, "noise_native_hu": noise_native, "fit_r2": pm["fit_r2"],
+         "residue_evidence": pm["residue_evidence"], "smoothing_sigma_mm": pm["sigma_px"] * pix_mm,
          "working_pixel_mm": pix_mm, "baseline_frames": be_end, "reference_cbf": seg["reference_cbf"],
          "reference_ml": seg["reference_ml"], "hemisphere_tmax6_ml": {"left": seg["left_ml"], "right": seg["right_ml"]},
          "time_resampled": bool(facts["irregular"] or not keep.all()), "unwashed_fraction": pm["unwashed_fraction"]}

@@ -14,6 +14,7 @@ MIN_COVERAGE_MM = 40.0
 SEVERITIES = ("info", "warning", "fatal")
 NOISE_RANGE_HU = (1.0, 40.0)  # per native voxel; CT perfusion is about 5-20 HU
 MIN_FIT_R2 = 0.80             # share of the (shape-smoothed) tissue signal energy the fitted curves explain
+PLUG_FLOW_MARGIN = 0.02       # plug flow must explain the left-out frames this much better than the exponential fit
 
 
 def warning(code: str, severity: str, message: str, **numbers) -> dict:
@@ -45,6 +46,22 @@ def noise_warnings(noise_native_hu: float, bin_factor: int) -> list[dict]:
     return [warning("noise", "warning", f"the baseline noise is {noise_native_hu:.1f} HU per voxel, outside the "
                     f"plausible {lo:g}-{hi:g} HU; the baseline frames or the data may be wrong.",
                     noise_hu=float(noise_native_hu), bin_factor=bin_factor)]
+
+
+def residue_warnings(evidence: dict | None) -> list[dict]:
+    """Plug-flow-shaped tissue curves (``models.residue.family_evidence``): the exponential fit follows them with a
+    Tmax 0.5-1.4 s late (docs/perfusion.md), so Tmax > 6 s may be too large, and the core was off in some such cases."""
+    if not evidence or evidence.get("best") != "box":
+        return []
+    res = evidence["residual"]
+    if not res["box"] <= (1.0 - PLUG_FLOW_MARGIN) * res["exp"]:
+        return []
+    gain = 1.0 - res["box"] / res["exp"]
+    return [warning("residue_shape", "warning", "the tissue curves look like plug flow (a box-shaped residue explains "
+                    f"the left-out frames with {100 * gain:.0f}% less residual than the exponential model used for the "
+                    "maps): Tmax may be 0.5-1.4 s late, so Tmax > 6 s may be too large, and the core may be off.",
+                    residual_box=round(float(res["box"]), 5), residual_exp=round(float(res["exp"]), 5),
+                    residual_gamma3=round(float(res.get("gamma3", float("nan"))), 5))]
 
 
 def coverage_warnings(nz: int, dz: float, lesion_touches_edge: bool) -> list[dict]:
