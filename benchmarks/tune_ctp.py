@@ -4,17 +4,21 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/tune_ctp.py --seeds 0-99             # as bench_generalization.py --tuning 100
     .venv/bin/python benchmarks/tune_ctp.py --seeds 0-49 --noise 2    # the model's own error: 2 HU, no motion
+    .venv/bin/python benchmarks/tune_ctp.py --seeds 0-99 --true-aif   # the phantom's true arterial curve as AIF
 
 A development tool (issue 8): it refuses held-out seeds (``sample_dicom.random_cases``), runs the cases in
-``--jobs`` processes (one BLAS thread each) and writes ``benchmarks/results/triage_tuning[_noiseN].json`` with one
-row per case and the misses. With ``--noise`` every case is drawn as usual and then made with that per-voxel noise
-and without motion, so a miss there is the model's or the pipeline's error, not the noise's. Engine variants are
+``--jobs`` processes (one BLAS thread each) and writes ``benchmarks/results/triage_tuning[_noiseN][_trueaif].json``
+with one row per case and the misses. With ``--noise`` every case is drawn as usual and then made with that per-voxel
+noise and without motion, so a miss there is the model's or the pipeline's error, not the noise's. With ``--true-aif``
+the maps are fitted with the phantom's own arterial curve in place of the measured AIF, so the difference from a
+plain run is the AIF's share of the error. Engine variants are
 compared by running it once per variant (docs/perfusion.md, "Round 3").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -24,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
 
 from sample_dicom.random_cases import TUNING_SEEDS  # noqa: E402
 
@@ -37,7 +43,30 @@ def parse_seeds(spec: str) -> list[int]:
     return out
 
 
-def score(seeds: list[int], noise: float | None) -> list[dict]:
+@contextlib.contextmanager
+def true_aif(params: dict):
+    """Within the block the maps are fitted with the phantom's true arterial curve (scaled to the measured AIF's
+    peak, so CBF keeps its partial-volume correction) instead of the measured AIF: the AIF's share of the error."""
+    from sample_dicom import physics
+    from triage.perfusion import pipeline
+
+    measured = pipeline.maps.perfusion_maps
+
+    def with_true_aif(conc, tissue, aif, dt_s, backend, **kw):
+        a = params["aif"]
+        t = np.arange(conc.shape[0]) * dt_s
+        curve = physics.arterial_curve(t, arrival_s=a["arrival_s"], peak_hu=a["peak_hu"], alpha=a["alpha"],
+                                       beta=a["beta_s"], recirculation=a["recirculation"])
+        return measured(conc, tissue, (curve * (aif.max() / curve.max())).astype(np.float32), dt_s, backend, **kw)
+
+    pipeline.maps.perfusion_maps = with_true_aif
+    try:
+        yield
+    finally:
+        pipeline.maps.perfusion_maps = measured
+
+
+def score(seeds: list[int], noise: float | None, oracle_aif: bool = False) -> list[dict]:
     """One bench_generalization row per seed (the same scoring and fields), phantoms made with ``noise``."""
     from benchmarks.bench_generalization import case_row
     from sample_dicom.random_phantom import draw_parameters, make_random_phantom
@@ -47,7 +76,8 @@ def score(seeds: list[int], noise: float | None) -> list[dict]:
         p = draw_parameters(s)
         if noise is not None:
             p.update(noise_hu=noise, motion_mm=0.0)
-        row = case_row(s, make_random_phantom(s, params=p), "model", "numpy")
+        with true_aif(p) if oracle_aif else contextlib.nullcontext():
+            row = case_row(s, make_random_phantom(s, params=p), "model", "numpy")
         rows.append(row)
         print(f"seed {s}: {'ok ' if row['ok'] else 'MISS'} core {row['core_ml']}/{row['core_truth_ml']} tmax6 "
               f"{row['tmax6_ml']}/{row['tmax6_truth_ml']} {row['residue']}/{row['kernel']} {row['noise_hu']} HU",
@@ -59,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="0-99", help="tuning seeds, e.g. 0-49 or 3,7,11")
     ap.add_argument("--noise", type=float, default=None, help="per-voxel noise (HU) for every case, no motion")
+    ap.add_argument("--true-aif", action="store_true",
+                    help="fit with the phantom's true arterial curve instead of the measured AIF")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: result file of one process
@@ -68,16 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--seeds: only tuning seeds {TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]} may be scored here; "
                  "held-out seeds are scored by bench_generalization.py")
     if args.worker:
-        Path(args.worker).write_text(json.dumps(score(seeds, args.noise)))
+        Path(args.worker).write_text(json.dumps(score(seeds, args.noise, args.true_aif)))
         return 0
-    suffix = "" if args.noise is None else f"_noise{args.noise:g}"
+    suffix = ("" if args.noise is None else f"_noise{args.noise:g}") + ("_trueaif" if args.true_aif else "")
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"triage_tuning{suffix}.json")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
     parts = [seeds[i::args.jobs] for i in range(args.jobs) if seeds[i::args.jobs]]
     files = [out.with_suffix(f".part{i}") for i in range(len(parts))]
     procs = [subprocess.Popen([sys.executable, __file__, "--seeds", ",".join(map(str, p)), "--worker", str(f)]
-                              + ([] if args.noise is None else ["--noise", str(args.noise)]), env=env)
+                              + ([] if args.noise is None else ["--noise", str(args.noise)])
+                              + (["--true-aif"] if args.true_aif else []), env=env)
              for p, f in zip(parts, files)]
     if any(p.wait() for p in procs):
         print("a worker failed", file=sys.stderr)
@@ -91,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "CTP engine on tuning seeds of the randomized phantom",
               "command": "python benchmarks/tune_ctp.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "algorithm": ALGORITHM,
-              "noise_hu": args.noise, "wall_s": round(time.perf_counter() - t0, 1), "summary": summary(rows),
+              "noise_hu": args.noise, "true_aif": args.true_aif, "wall_s": round(time.perf_counter() - t0, 1), "summary": summary(rows),
               "cases": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sample_dicom.random_cases import FRESH_HELDOUT_SEEDS, HELDOUT_SEEDS, TUNING_SEEDS, score_case
@@ -82,3 +83,30 @@ def test_heldout_subset_reproduces_the_committed_numbers():
             assert abs(row["core_ml"] - ref["core_ml"]) < 1.0 and abs(row["tmax6_ml"] - ref["tmax6_ml"]) < 1.5, (s, row)
     # a case sitting on a tolerance edge may flip with a voxel or two
     assert abs(sum(r["ok"] for r in rows) - sum(committed[s]["ok"] for s in seeds)) <= 1, rows
+
+
+def test_tuning_tool_scores_tuning_seeds_only_and_restores_the_aif():
+    """benchmarks/tune_ctp.py refuses held-out seeds; its true-AIF switch is undone after each case."""
+    import subprocess
+    import sys
+
+    root = RESULTS.parents[2]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "tune_ctp.py"), "--seeds", str(FRESH_HELDOUT_SEEDS[0])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "only tuning seeds" in proc.stderr
+    sys.path.insert(0, str(root))
+    try:
+        from benchmarks.tune_ctp import true_aif
+    finally:
+        sys.path.remove(str(root))
+    from triage.perfusion import pipeline
+
+    before = pipeline.maps.perfusion_maps
+    p = draw_parameters(TUNING_SEEDS[0], matrix=256, max_slices=6)
+    series = make_random_phantom(TUNING_SEEDS[0], params=p).series
+    with true_aif(p):
+        assert pipeline.maps.perfusion_maps is not before
+        r = analyze(series)
+    assert pipeline.maps.perfusion_maps is before and r.status == "ok"
+    measured = analyze(series)  # the measured AIF again: other maps
+    assert r.maps["tmax"].shape == measured.maps["tmax"].shape and not np.array_equal(r.maps["tmax"], measured.maps["tmax"])
