@@ -9,6 +9,9 @@ curves are built once per series ("atoms"); every voxel then picks the atom with
 correlation (a linear least-squares fit of CBF for each atom, solved for all voxels with one matrix
 product), and the delay is refined between grid points by a parabola through the neighbouring scores.
 
+``family_evidence`` compares the families on a whole series by cross-validation (the ``residue_shape`` warning);
+the fit itself stays exponential.
+
 Tmax = delay + the time of the maximum of the fitted effective residue (dispersion (x) R), the published
 convention (exponential family: delay + beta*MTT*ln(MTT/beta)/(MTT-beta)); for plug flow, whose dispersed
 residue climbs to a plateau, the time it reaches 95% of it (PEAK_FRACTION).
@@ -238,6 +241,8 @@ def family_evidence(aif: np.ndarray, dt_s: float, conc: np.ndarray, backend, n_m
     n = conc.shape[1]
     sub = np.ascontiguousarray(conc[:, :: max(1, n // n_max)], dtype=np.float32)
     energy = float(np.sum(np.square(sub, dtype=np.float64)))
+    if not energy > 0:  # no signal: nothing to compare
+        return {"residual": {}, "best": None, "voxels": int(sub.shape[1])}
     out: dict[str, float] = {}
     for fam in EVIDENCE_FAMILIES:
         dic = build_dictionary(aif, dt_s, tuple((fam, b) for _, b in SHAPES))
@@ -250,6 +255,5 @@ def family_evidence(aif: np.ndarray, dt_s: float, conc: np.ndarray, backend, n_m
             best, amp = best[:, 0], np.maximum(score[:, 0], 0.0) / np.maximum(pnorm[best[:, 0]], 1e-12)
             pred = amp[:, None] * dic.atoms[best][:, test_rows]  # (n, T/2)
             res += float(np.sum(np.square(sub[test_rows].T - pred, dtype=np.float64)))
-        out[fam] = res / energy if energy > 0 else float("nan")
-    best_family = min(out, key=out.get) if energy > 0 else "exp"
-    return {"residual": out, "best": best_family, "voxels": int(sub.shape[1])}
+        out[fam] = res / energy
+    return {"residual": out, "best": min(out, key=out.get), "voxels": int(sub.shape[1])}

@@ -126,3 +126,14 @@ def test_plug_flow_tissue_is_flagged(family, kernel, flagged):
 
     assert not quality.residue_warnings(None) and not quality.residue_warnings(
         {"best": "box", "residual": {"exp": 0.100, "gamma3": 0.101, "box": 0.099}})  # within the margin: no warning
+
+
+def test_family_evidence_without_signal_compares_nothing():
+    from models import residue
+    from models.backend import get_backend
+    from triage.perfusion import quality
+
+    t = np.arange(40) * 1.5
+    aif = np.where(t > 6, (t - 6) ** 3 * np.exp(-(t - 6) / 1.5), 0.0)
+    ev = residue.family_evidence(aif / aif.max() * 400, 1.5, np.zeros((40, 50), np.float32), get_backend())
+    assert ev == {"residual": {}, "best": None, "voxels": 50} and quality.residue_warnings(ev) == []
