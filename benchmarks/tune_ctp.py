@@ -11,8 +11,8 @@ A development tool (issue 8): it refuses held-out seeds (``sample_dicom.random_c
 with one row per case and the misses. With ``--noise`` every case is drawn as usual and then made with that per-voxel
 noise and without motion, so a miss there is the model's or the pipeline's error, not the noise's. With ``--true-aif``
 the maps are fitted with the phantom's own arterial curve in place of the measured AIF, so the difference from a
-plain run is the AIF's share of the error. Engine variants are
-compared by running it once per variant (docs/perfusion.md, "Round 3").
+plain run is the AIF's share of the error. Engine variants are compared by running it once per variant
+(docs/perfusion.md, "Round 3" and "Round 4").
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def true_aif(params: dict):
         pipeline.maps.perfusion_maps = measured
 
 
-def score(seeds: list[int], noise: float | None, oracle_aif: bool = False) -> list[dict]:
+def score(seeds: list[int], noise: float | None, use_true_aif: bool = False) -> list[dict]:
     """One bench_generalization row per seed (the same scoring and fields), phantoms made with ``noise``."""
     from benchmarks.bench_generalization import case_row
     from sample_dicom.random_phantom import draw_parameters, make_random_phantom
@@ -76,7 +76,7 @@ def score(seeds: list[int], noise: float | None, oracle_aif: bool = False) -> li
         p = draw_parameters(s)
         if noise is not None:
             p.update(noise_hu=noise, motion_mm=0.0)
-        with true_aif(p) if oracle_aif else contextlib.nullcontext():
+        with true_aif(p) if use_true_aif else contextlib.nullcontext():
             row = case_row(s, make_random_phantom(s, params=p), "model", "numpy")
         rows.append(row)
         print(f"seed {s}: {'ok ' if row['ok'] else 'MISS'} core {row['core_ml']}/{row['core_truth_ml']} tmax6 "
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "CTP engine on tuning seeds of the randomized phantom",
               "command": "python benchmarks/tune_ctp.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "algorithm": ALGORITHM,
-              "noise_hu": args.noise, "true_aif": args.true_aif, "wall_s": round(time.perf_counter() - t0, 1), "summary": summary(rows),
-              "cases": rows}
+              "noise_hu": args.noise, "true_aif": args.true_aif, "wall_s": round(time.perf_counter() - t0, 1),
+              "summary": summary(rows), "cases": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{result['summary']['within_tolerance']}/{len(rows)} within tolerance; misses {result['summary']['misses']}")

@@ -229,14 +229,16 @@ EVIDENCE_FAMILIES = ("exp", "gamma3", "box")
 EVIDENCE_VOXELS = 4000
 
 
-def family_evidence(aif: np.ndarray, dt_s: float, conc: np.ndarray, backend, n_max: int = EVIDENCE_VOXELS) -> dict:
+def family_evidence(aif: np.ndarray, dt_s: float, conc: np.ndarray, backend, n_max: int = EVIDENCE_VOXELS,
+                    fitted: Dictionary | None = None) -> dict:
     """How well each residue family of EVIDENCE_FAMILIES (with the fit's dispersions) explains the tissue curves.
 
     conc : (T, N) float32 HU (the shape-smoothed curves). Up to ``n_max`` voxels, evenly strided, are fitted by
     two-fold cross-validation over the frames: the best atom and its amplitude are chosen on the even frames and
     the residual is measured on the odd ones, then the other way round. A family with more freedom cannot win
     by fitting noise, because the noise of the left-out frames is independent of the fit. Returns
-    {"residual": {family: left-out residual energy / signal energy}, "best": family, "voxels": n}.
+    {"residual": {family: left-out residual energy / signal energy}, "best": family, "voxels": n}. ``fitted``:
+    the fit's own dictionary (``build_dictionary(aif, dt_s)``), reused for the family whose shapes are SHAPES.
     """
     n = conc.shape[1]
     sub = np.ascontiguousarray(conc[:, :: max(1, n // n_max)], dtype=np.float32)
@@ -245,7 +247,8 @@ def family_evidence(aif: np.ndarray, dt_s: float, conc: np.ndarray, backend, n_m
         return {"residual": {}, "best": None, "voxels": int(sub.shape[1])}
     out: dict[str, float] = {}
     for fam in EVIDENCE_FAMILIES:
-        dic = build_dictionary(aif, dt_s, tuple((fam, b) for _, b in SHAPES))
+        shapes = tuple((fam, b) for _, b in SHAPES)
+        dic = fitted if fitted is not None and shapes == SHAPES else build_dictionary(aif, dt_s, shapes)
         res = 0.0
         for fit_rows, test_rows in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
             part = dic.atoms[:, fit_rows].astype(np.float64)

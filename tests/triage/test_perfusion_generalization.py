@@ -112,8 +112,9 @@ def test_implausible_noise_and_poor_fit_are_flagged():
 def test_plug_flow_tissue_is_flagged(family, kernel, flagged):
     """The fit is exponential; tissue that behaves as plug flow gets a residue_shape warning (its Tmax runs late),
     tissue of the model's own or the gamma family does not. The same head, drawn once per family."""
+    shape_k = 3.0 if family == "gamma" else None
     p = _small(330, noise_hu=8.0, dt_s=1.5, n_times=40,
-               **{"residue.family": family, "residue.kernel": kernel, "residue.shape_k": 3.0 if family == "gamma" else None})
+               **{"residue.family": family, "residue.kernel": kernel, "residue.shape_k": shape_k})
     r = analyze(make_random_phantom(330, params=p).series)
     ev = r.quality["residue_evidence"]
     assert set(ev["residual"]) == {"exp", "gamma3", "box"} and ev["voxels"] > 1000

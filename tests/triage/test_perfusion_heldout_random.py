@@ -91,7 +91,8 @@ def test_tuning_tool_scores_tuning_seeds_only_and_restores_the_aif():
     import sys
 
     root = RESULTS.parents[2]
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "tune_ctp.py"), "--seeds", str(FRESH_HELDOUT_SEEDS[0])],
+    tool = root / "benchmarks" / "tune_ctp.py"
+    proc = subprocess.run([sys.executable, str(tool), "--seeds", str(FRESH_HELDOUT_SEEDS[0])],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "only tuning seeds" in proc.stderr
     sys.path.insert(0, str(root))
@@ -109,4 +110,5 @@ def test_tuning_tool_scores_tuning_seeds_only_and_restores_the_aif():
         r = analyze(series)
     assert pipeline.maps.perfusion_maps is before and r.status == "ok"
     measured = analyze(series)  # the measured AIF again: other maps
-    assert r.maps["tmax"].shape == measured.maps["tmax"].shape and not np.array_equal(r.maps["tmax"], measured.maps["tmax"])
+    assert r.maps["tmax"].shape == measured.maps["tmax"].shape
+    assert not np.array_equal(r.maps["tmax"], measured.maps["tmax"])

@@ -74,7 +74,7 @@ def fit_curves(c: np.ndarray, aif: np.ndarray, dt_s: float, backend, *, noise_hu
             fits.append(res)
         res = fits[0]
         cbf, tmax = res["cbf"], fits[-1]["tmax"]
-        evidence = residue.family_evidence(aif, dt_s, cs, backend)
+        evidence = residue.family_evidence(aif, dt_s, cs, backend, fitted=dic)
         top = residue.select(best_g, score_g)[1]
         energy = float(np.einsum("tn,tn->", cs, cs, dtype=np.float64))
         fit_r2 = float(np.sum(np.square(top, dtype=np.float64)) / energy) if energy > 0 else 0.0

@@ -60,8 +60,7 @@ def residue_warnings(evidence: dict | None) -> list[dict]:
     return [warning("residue_shape", "warning", "the tissue curves look like plug flow (a box-shaped residue explains "
                     f"the left-out frames with {100 * gain:.0f}% less residual than the exponential model used for the "
                     "maps): Tmax may be 0.5-1.4 s late, so Tmax > 6 s may be too large, and the core may be off.",
-                    residual_box=round(float(res["box"]), 5), residual_exp=round(float(res["exp"]), 5),
-                    residual_gamma3=round(float(res.get("gamma3", float("nan"))), 5))]
+                    **{f"residual_{family}": round(float(value), 5) for family, value in res.items()})]
 
 
 def coverage_warnings(nz: int, dz: float, lesion_touches_edge: bool) -> list[dict]:
