@@ -2,14 +2,15 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_generalization.py                     # held-out seeds 1000-1039, 2000-2039
+    .venv/bin/python benchmarks/bench_generalization.py                     # held-out 1000-1039, 2000-2039, 3000-3039
     .venv/bin/python benchmarks/bench_generalization.py --tuning 100        # also tuning seeds 0-99
     .venv/bin/python benchmarks/bench_generalization.py --peer osvd         # + the oSVD method, same cases
 
 Every case is ``sample_dicom.random_phantom.make_random_phantom(seed)``: a randomly drawn head,
 vessel layout, residue family, dispersion, delays, sampling, noise, motion, slab and matrix; truth
-from the generator's own parameters. Two held-out sets: 1000-1039 (scored once with the final 2.0.0)
-and 2000-2039 (declared afterwards, before any engine ran on them). A case is within tolerance when the core
+from the generator's own parameters. Three held-out sets: 1000-1039 (scored once with the final 2.0.0),
+2000-2039 (declared afterwards, before any engine ran on them) and 3000-3039 (declared with round 3, first scored
+with 2.1.0). A case is within tolerance when the core
 is within max(5 mL, 15%),
 Tmax > 6 s within max(10 mL, 15%), the affected side is right, and a lesion-free brain reports under
 5 mL of both (``sample_dicom.random_cases.score_case``). The seeds 0-99 were used while developing the
@@ -33,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sample_dicom.random_cases import FRESH_HELDOUT_SEEDS, HELDOUT_SEEDS, TUNING_SEEDS, score_case  # noqa: E402
+from sample_dicom.random_cases import (FRESH_HELDOUT_SEEDS, HELDOUT_SEEDS, THIRD_HELDOUT_SEEDS, TUNING_SEEDS,  # noqa: E402
+                                      score_case)
 from sample_dicom.random_phantom import make_random_phantom  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "triage_generalization.json"
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                         "lesion-free: core and Tmax>6 s under 5 mL"}
     methods = ["model"] + (["osvd"] if args.peer == "osvd" else [])
     sets = [("heldout", list(HELDOUT_SEEDS[: args.heldout]), methods),
-            ("heldout_fresh", list(FRESH_HELDOUT_SEEDS[: args.heldout]), methods)]
+            ("heldout_fresh", list(FRESH_HELDOUT_SEEDS[: args.heldout]), methods),
+            ("heldout_third", list(THIRD_HELDOUT_SEEDS[: args.heldout]), methods)]
     if args.tuning:
         sets.append(("tuning", list(TUNING_SEEDS[: args.tuning]), ["model"]))
     for key, seeds, ms in sets:  # the file is rewritten after each set: a long run keeps what it measured
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             out[key if method == "model" else f"peer_{method}_{key}"] = result
         out["wall_s"] = round(time.perf_counter() - t0, 1)
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    for key in ("heldout", "heldout_fresh", "tuning", "peer_osvd_heldout", "peer_osvd_heldout_fresh"):
+    for key in ("heldout", "heldout_fresh", "heldout_third", "tuning", "peer_osvd_heldout", "peer_osvd_heldout_fresh",
+                "peer_osvd_heldout_third"):
         if key in out:
             print(key, json.dumps(out[key]["summary"]))
     return 0

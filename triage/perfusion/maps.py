@@ -116,7 +116,8 @@ def perfusion_maps(conc: np.ndarray, tissue: np.ndarray, aif: np.ndarray, dt_s: 
                    noise_hu: float, method: str | None = None, oi_max: float | None = None) -> dict:
     """conc : (T, Z, y, x) float32 HU over baseline on a uniform time grid; tissue : (Z, y, x) bool;
     aif : (T,) HU (partial-volume corrected). Returns float32 (Z, y, x) maps "cbf", "cbv", "mtt", "tmax"
-    and "cbf_bcsvd" (NaN outside tissue), and scalars "sigma_px", "noise_after_hu", "tissue_peak_hu",
+    and "cbf_bcsvd" (NaN outside tissue), "cbf_edge" (CBF sharpened by an unsharp mask of the smoothing sigma, for
+    the core's edge only), and scalars "sigma_px", "noise_after_hu", "tissue_peak_hu",
     "unwashed_fraction"."""
     method = METHOD if method is None else method
     box = bbox(tissue)
@@ -129,8 +130,14 @@ def perfusion_maps(conc: np.ndarray, tissue: np.ndarray, aif: np.ndarray, dt_s: 
         c_shape = backend.smooth_inplane(raw, min(sigma * SHAPE_SIGMA_FACTOR, SHAPE_SIGMA_MAX_PX), sub_mask)[:, sub_mask]
     fit = fit_curves(c, aif, dt_s, backend, noise_hu=noise_hu / (2.0 * np.sqrt(np.pi) * sigma), method=method,
                      oi_max=oi_max, c_shape=c_shape)
+    # CBF with the amplitude smoothing's blur undone to first order (unsharp mask of the same sigma): used only to
+    # place the core's edge next to a core already found on the smoothed map (segment.segment, "edge_cbf")
+    cbf_full = np.zeros(sub_mask.shape, np.float32)
+    cbf_full[sub_mask] = fit["cbf"]
+    blurred = backend.smooth_inplane(cbf_full[None], sigma, sub_mask)[0][sub_mask]
+    fit["cbf_edge"] = np.maximum(2.0 * fit["cbf"] - blurred, 0.0).astype(np.float32)
     out = {}
-    names = ["cbf", "cbv", "mtt", "tmax"]
+    names = ["cbf", "cbv", "mtt", "tmax", "cbf_edge"]
     if BCSVD_MAP:  # the reference block-circulant oSVD CBF (Wu 2003), reported alongside, not segmented
         if method == "osvd":
             fit["cbf_bcsvd"] = fit["cbf"]

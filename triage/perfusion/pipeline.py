@@ -155,9 +155,10 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
     tissue = m["tissue"] & ~vessel_n
     index = _nearest_index(tissue_w)
     native = {name: grid.upsample(_fill(pm[name], index), k, (ny, nx))
-              for name in ("cbf", "cbv", "mtt", "tmax", "cbf_bcsvd") if name in pm}
+              for name in ("cbf", "cbv", "mtt", "tmax", "cbf_bcsvd", "cbf_edge") if name in pm}
     side = masks.side_map((nz, ny, nx), masks.midline(m["brain"]), series.affine)
-    seg = segment.segment(native["cbf"], native["tmax"], tissue, side, series.voxel_ml)
+    seg = segment.segment(native["cbf"], native["tmax"], tissue, side, series.voxel_ml, edge_cbf=native.pop("cbf_edge"),
+                          edge_px=int(np.ceil(segment.EDGE_REACH_SIGMAS * pm["sigma_px"] * k)))
     vols = {name: float(seg[name].sum() * series.voxel_ml) for name in ("core", "tmax6", "tmax10")}
     met = segment.metrics(vols["core"], vols["tmax6"], vols["tmax10"])
     clock.lap("segmentation")

@@ -2,7 +2,10 @@
 
 - hypoperfusion: Tmax > 6 s (Campbell 2011, Lansberg 2012 / DEFUSE 2 and 3), always including the core;
 - severe hypoperfusion: Tmax > 10 s (hypoperfusion intensity ratio, Olivot 2014);
-- core: relative CBF < 30% of healthy contralateral tissue (Campbell 2011);
+- core: relative CBF < 30% of healthy contralateral tissue (Campbell 2011). Its edge is placed on CBF with the
+  smoothing's blur undone (``edge_cbf``), within EDGE_REACH_SIGMAS smoothing widths of the core found on the
+  smoothed map: the smoothed core-penumbra step crosses 30% below its midpoint, so the smoothed map alone
+  shrinks every core by about 0.7 smoothing widths. A brain without a core on the smoothed map gets none;
 - healthy reference: tissue on the unaffected side of the midline with Tmax < 4 s;
 - islands (6-connected 3D components) smaller than MIN_ISLAND_ML are removed;
 - DEFUSE 3 (Albers 2018): core < 70 mL, mismatch ratio >= 1.8, mismatch volume >= 15 mL;
@@ -22,6 +25,10 @@ MIN_ISLAND_ML = 1.0
 MIN_SIDED_ML = 5.0       # hypoperfusion below this volume gives no affected side
 SIDE_DOMINANCE = 1.5     # the affected side has at least this many times the other side's volume
 MIN_REFERENCE_ML = 20.0
+EDGE_REACH_SIGMAS = 1.5  # the core may grow this many smoothing widths (in-plane) on the deblurred CBF
+
+
+_INPLANE = ndimage.generate_binary_structure(3, 1) & np.array([False, True, False])[:, None, None]
 
 
 def remove_islands(mask: np.ndarray, voxel_ml: float, min_ml: float = MIN_ISLAND_ML) -> np.ndarray:
@@ -35,9 +42,11 @@ def remove_islands(mask: np.ndarray, voxel_ml: float, min_ml: float = MIN_ISLAND
     return keep[lab]
 
 
-def segment(cbf: np.ndarray, tmax: np.ndarray, tissue: np.ndarray, side: np.ndarray, voxel_ml: float) -> dict:
+def segment(cbf: np.ndarray, tmax: np.ndarray, tissue: np.ndarray, side: np.ndarray, voxel_ml: float, *,
+            edge_cbf: np.ndarray | None = None, edge_px: int = 0) -> dict:
     """cbf (mL/100 g/min), tmax (s) : (Z, Y, X) float32 native maps (NaN outside tissue); tissue : bool;
-    side : int8 +1 patient left, -1 right. Returns masks "core", "tmax6", "tmax10", "rcbf" (float32),
+    side : int8 +1 patient left, -1 right; edge_cbf : CBF with the smoothing undone (same grid), where the core may
+    grow by up to ``edge_px`` native pixels in-plane. Returns masks "core", "tmax6", "tmax10", "rcbf" (float32),
     and "affected_side", "reference_cbf", "reference_ml", "left_ml", "right_ml"."""
     with np.errstate(invalid="ignore"):
         hyp = remove_islands(tissue & (tmax > TMAX_HYPO_S), voxel_ml)
@@ -61,6 +70,9 @@ def segment(cbf: np.ndarray, tmax: np.ndarray, tissue: np.ndarray, side: np.ndar
     rcbf = (cbf / ref).astype(np.float32) if ref > 0 else np.full(cbf.shape, np.nan, np.float32)
     with np.errstate(invalid="ignore"):
         core = remove_islands(tissue & (rcbf < RCBF_CORE), voxel_ml)
+        if edge_cbf is not None and edge_px > 0 and ref > 0 and core.any():
+            near = ndimage.binary_dilation(core, _INPLANE, iterations=edge_px)
+            core = remove_islands(core | (near & tissue & (edge_cbf < RCBF_CORE * ref)), voxel_ml)
         tmax10 = remove_islands(tissue & (tmax > TMAX_SEVERE_S), voxel_ml)
     return {"core": core, "tmax6": hyp | core, "tmax10": tmax10, "rcbf": rcbf, "affected_side": affected,
             "reference_cbf": ref, "reference_ml": float(healthy.sum() * voxel_ml), "left_ml": left_ml,
