@@ -1,14 +1,15 @@
 """Issue 8 acceptance: the held-out score of the engine on randomized phantoms it was not tuned on.
 
-The scores over both held-out sets (1000-1039, scored once with the final 2.0.0, and 2000-2039, declared
-afterwards, before any engine ran on them; about a quarter of the cases 512x512) are measured by
+The scores over the three held-out sets (1000-1039, scored once with the final 2.0.0; 2000-2039, declared
+afterwards, before any engine ran on them; 3000-3039, declared in round 3 and first scored with 2.1.0; about a
+quarter of the cases 512x512) are measured by
 ``benchmarks/bench_generalization.py`` and committed in ``benchmarks/results/triage_generalization.json``.
 Here the committed numbers are checked, and a CI-sized subset of the held-out seeds (the first ten 256x256
 ones of the fresh set, about a minute) is re-run and must reproduce them.
 
 The floors are the scores measured for this algorithm version, not the issue's 90% target, which this
-version does not reach (docs/perfusion.md, "Generalization"). 2.0.1 gives 2.0.0's numbers and adds the
-``residue_shape`` warning, whose hits on the held-out sets are checked here too.
+version does not reach (docs/perfusion.md, "Generalization"). The ``residue_shape`` warning's hits on the held-out
+sets are checked here too.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sample_dicom.random_cases import FRESH_HELDOUT_SEEDS, HELDOUT_SEEDS, TUNING_SEEDS, score_case
+from sample_dicom.random_cases import FRESH_HELDOUT_SEEDS, HELDOUT_SEEDS, THIRD_HELDOUT_SEEDS, TUNING_SEEDS, score_case
 from sample_dicom.random_phantom import draw_parameters, make_random_phantom
 from triage import ALGORITHM, analyze
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "triage_generalization.json"
 CI_CASES = 10
-#: set key in the JSON -> (its seeds, the fraction within tolerance measured for telerad-ctp 2.0.0 and 2.0.1: 31 of
-#: 40 on each set; the issue asks 0.9, not met)
-FLOORS = {"heldout": (HELDOUT_SEEDS, 0.775), "heldout_fresh": (FRESH_HELDOUT_SEEDS, 0.775)}
+#: set key in the JSON -> (its seeds, the fraction within tolerance measured for telerad-ctp 2.1.0: 34, 33 and 31 of
+#: 40; the third set had never been seen by any engine; the issue asks 0.9, not met)
+FLOORS = {"heldout": (HELDOUT_SEEDS, 0.85), "heldout_fresh": (FRESH_HELDOUT_SEEDS, 0.825),
+          "heldout_third": (THIRD_HELDOUT_SEEDS, 0.775)}
 
 
 def _committed() -> dict:
@@ -51,10 +53,10 @@ def test_committed_heldout_score(key):
 
 
 def test_committed_plug_flow_warnings():
-    """residue_shape flags plug-flow cases only (measured: 11 of the 17 plug-flow cases of both sets, none of the
-    63 others)."""
+    """residue_shape flags plug-flow cases only (measured with 2.1.0: 22 of the 28 plug-flow cases of the three sets,
+    none of the 92 others)."""
     data = _committed()
-    cases = data["heldout"]["cases"] + data["heldout_fresh"]["cases"]
+    cases = [c for key in FLOORS for c in data[key]["cases"]]
     flagged = [c for c in cases if "residue_shape" in c["warnings"]]
     box = [c for c in cases if c["residue"] == "box"]
     assert all(c["residue"] == "box" for c in flagged), [c["seed"] for c in flagged if c["residue"] != "box"]
@@ -63,8 +65,8 @@ def test_committed_plug_flow_warnings():
 
 
 def test_the_held_out_sets_are_apart():
-    assert not set(HELDOUT_SEEDS) & set(FRESH_HELDOUT_SEEDS)
-    assert not (set(HELDOUT_SEEDS) | set(FRESH_HELDOUT_SEEDS)) & set(TUNING_SEEDS)
+    sets = [set(HELDOUT_SEEDS), set(FRESH_HELDOUT_SEEDS), set(THIRD_HELDOUT_SEEDS), set(TUNING_SEEDS)]
+    assert sum(len(s) for s in sets) == len(set().union(*sets))
 
 
 @pytest.mark.slow
