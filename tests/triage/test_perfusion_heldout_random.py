@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sample_dicom.random_cases import FRESH_HELDOUT_SEEDS, HELDOUT_SEEDS, THIRD_HELDOUT_SEEDS, TUNING_SEEDS, score_case
+from sample_dicom.random_cases import (FOURTH_HELDOUT_SEEDS, FRESH_HELDOUT_SEEDS, HELDOUT_SEEDS, THIRD_HELDOUT_SEEDS,
+                                      TUNING_SEEDS, score_case)
 from sample_dicom.random_phantom import draw_parameters, make_random_phantom
 from triage import ALGORITHM, analyze
 
@@ -65,7 +66,8 @@ def test_committed_plug_flow_warnings():
 
 
 def test_the_held_out_sets_are_apart():
-    sets = [set(HELDOUT_SEEDS), set(FRESH_HELDOUT_SEEDS), set(THIRD_HELDOUT_SEEDS), set(TUNING_SEEDS)]
+    sets = [set(HELDOUT_SEEDS), set(FRESH_HELDOUT_SEEDS), set(THIRD_HELDOUT_SEEDS), set(FOURTH_HELDOUT_SEEDS),
+            set(TUNING_SEEDS)]
     assert sum(len(s) for s in sets) == len(set().union(*sets))
 
 
