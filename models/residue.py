@@ -34,12 +34,6 @@ MTT_GRID_S = tuple(np.round(np.geomspace(1.5, 24.0, 13), 3))
 #: grey matter and inflated CBF 1.6-2x in some voxels and not others, so rCBF and the core got worse; with
 #: box shapes used for Tmax only (CBF_SHAPES the exponential ones), Tmax > 6 s of plug-flow cases got worse too.
 SHAPES = (("exp", 0.0), ("exp", 1.0), ("exp", 2.0), ("exp", 3.5))
-#: no atom has a dispersion longer than its MTT (1.2.0). exp(-t/b)/b (x) exp(-t/m) equals m/b times
-#: exp(-t/m)/m (x) exp(-t/b): the two stages can be swapped and no data tell them apart. With both orders allowed,
-#: noise sent part of the healthy tissue to the short-MTT order, whose CBF is b/m times higher (2-4x); the healthy
-#: reference was inflated and the core read too large, most of all on clean scans (docs/perfusion.md, "Round 5").
-#: By convention the faster stage is the arterial dispersion.
-DISPERSION_AT_MOST_MTT = True
 FAMILY_SHAPES = SHAPES + (("box", 0.0), ("box", 1.0), ("box", 2.0), ("box", 3.5), ("gamma3", 0.0),
                           ("gamma3", 1.0), ("gamma3", 2.5))
 CBF_SHAPES = tuple(i for i, (fam, _) in enumerate(SHAPES) if fam == "exp")
@@ -148,8 +142,12 @@ def build_dictionary(aif: np.ndarray, dt_s: float, shapes: tuple[tuple[str, floa
     n_shape = len(shapes)
     dd, mm, jj = np.meshgrid(delays, mtts, np.arange(n_shape), indexing="ij")
     betas = np.asarray([b for _, b in shapes])[jj.ravel()]
-    if DISPERSION_AT_MOST_MTT:  # a zero atom correlates with nothing, so it is never chosen
-        atoms[betas > mm.ravel() + 1e-9] = 0.0
+    # No atom disperses longer than its MTT (1.2.0): exp(-t/b)/b (x) exp(-t/m) is m/b times exp(-t/m)/m (x) exp(-t/b),
+    # so the two stages can be swapped and no data tell them apart. With both orders, noise sent healthy voxels to the
+    # short-MTT order with b/m times their CBF (2-4x), inflating the reference and the core, most on clean scans
+    # (docs/perfusion.md, "Round 5"). By convention the faster stage is the arterial dispersion. A zero atom
+    # correlates with nothing, so it is never chosen.
+    atoms[betas > mm.ravel() + 1e-9] = 0.0
     pk = np.broadcast_to(peaks[None], (len(delays), len(mtts), n_shape))
     return Dictionary(atoms=atoms.astype(np.float32), norms=norms, delay_s=dd.ravel(), mtt_s=mm.ravel(),
                       beta_s=betas, shape=(len(delays), len(mtts), n_shape),

@@ -1,8 +1,8 @@
 """Seed ranges and the scoring rule of the randomized-phantom generalization test (issue 8).
 
 Tuning seeds 0-99 may be looked at while developing the engine; held-out seeds 1000-1039, 2000-2039,
-3000-3039 and 4000-4039 are only scored (benchmarks/bench_generalization.py writes benchmarks/results/triage_generalization.json,
-and tests/triage/test_perfusion_heldout_random.py asserts on it).
+3000-3039 and 4000-4039 are only scored (benchmarks/bench_generalization.py writes
+benchmarks/results/triage_generalization.json, and tests/triage/test_perfusion_heldout_random.py asserts on it).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ FRESH_HELDOUT_SEEDS = tuple(range(2000, 2040))  # declared after that, before an
 THIRD_HELDOUT_SEEDS = tuple(range(3000, 3040))    # first scored with the shipped 2.1.0 (2026-12-03)
 #: declared 2026-12-03 with 2.1.0, before any engine ran on them: the set the engine after 2.1.0 is judged on
 FOURTH_HELDOUT_SEEDS = tuple(range(4000, 4040))
+#: the scored held-out sets by their key in triage_generalization.json (the fourth is not scored yet)
+SCORED_HELDOUT_SETS = {"heldout": HELDOUT_SEEDS, "heldout_fresh": FRESH_HELDOUT_SEEDS, "heldout_third": THIRD_HELDOUT_SEEDS}
 CORE_TOL = (5.0, 0.15)    # within max(5 mL, 15% of truth)
 TMAX6_TOL = (10.0, 0.15)  # within max(10 mL, 15% of truth)
 CLEAN_MAX_ML = 5.0        # lesion-free: core and Tmax > 6 s below this
