@@ -34,13 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sample_dicom.random_cases import HELDOUT_SEEDS, SCORED_HELDOUT_SETS, TUNING_SEEDS, score_case  # noqa: E402
+from sample_dicom.random_cases import (HELDOUT_SEEDS, SCORED_HELDOUT_SETS, TUNING_SEEDS, score_case,  # noqa: E402
+                                       tmax_bands)
 from sample_dicom.random_phantom import make_random_phantom  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "triage_generalization.json"
 
 
-def case_row(seed: int, phantom, method: str, backend: str) -> dict:
+def case_row(seed: int, phantom, method: str, backend: str, bands: bool = False) -> dict:
+    """One scored row; with ``bands`` also "tmax_bands" (``random_cases.tmax_bands``, tuning seeds only)."""
     from triage import analyze
     from triage.perfusion import maps
 
@@ -60,6 +62,8 @@ def case_row(seed: int, phantom, method: str, backend: str) -> dict:
                residue=pr["residue"]["family"], kernel=pr["residue"]["kernel"],
                artery_slices=len(p.truth["artery_slices"]),
                sinus_over_artery=round(p.truth["vein_peak_hu"] / max(p.truth["artery_peak_hu"], 1e-6), 2))
+    if bands and r.status == "ok":
+        row["tmax_bands"] = tmax_bands(r.maps, p.truth_maps, p.series.voxel_ml)
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
 
 
@@ -80,6 +84,12 @@ def summary(rows: list[dict]) -> dict:
         "side_correct": f"{sum(r['side'] == r['side_truth'] for r in lesion)}/{len(lesion)}",
         "lesion_free_max_ml": max((max(r["core_ml"] or 0, r["tmax6_ml"] or 0) for r in clean), default=None),
         "misses": [r["seed"] for r in rows if not r["ok"]],
+        "defuse3_right": f"{sum(r['defuse3_ok'] for r in done)}/{len(done)}",
+        # the fragile_eligibility warning against the cases whose DEFUSE 3 verdict is wrong
+        "fragile_eligibility": {"flagged": sum("fragile_eligibility" in r["warnings"] for r in done),
+                                "defuse3_wrong": [r["seed"] for r in done if not r["defuse3_ok"]],
+                                "defuse3_wrong_flagged": [r["seed"] for r in done if not r["defuse3_ok"]
+                                                          and "fragile_eligibility" in r["warnings"]]},
     }
 
 

@@ -5,13 +5,16 @@ Run from the repository root::
     .venv/bin/python benchmarks/tune_ctp.py --seeds 0-99             # as bench_generalization.py --tuning 100
     .venv/bin/python benchmarks/tune_ctp.py --seeds 0-49 --noise 2    # the model's own error: 2 HU, no motion
     .venv/bin/python benchmarks/tune_ctp.py --seeds 0-99 --true-aif   # the phantom's true arterial curve as AIF
+    .venv/bin/python benchmarks/tune_ctp.py --seeds 7,43 --bands      # + Tmax bias and Tmax > 6 s error by true Tmax
 
 A development tool (issue 8): it refuses held-out seeds (``sample_dicom.random_cases``), runs the cases in
-``--jobs`` processes (one BLAS thread each) and writes ``benchmarks/results/triage_tuning[_noiseN][_trueaif].json``
-with one row per case and the misses. With ``--noise`` every case is drawn as usual and then made with that per-voxel
+``--jobs`` processes (one BLAS thread each) and writes
+``benchmarks/results/triage_tuning[_noiseN][_trueaif][_bands].json`` with one row per case and the misses. With ``--noise`` every case is drawn as usual and then made with that per-voxel
 noise and without motion, so a miss there is the model's or the pipeline's error, not the noise's. With ``--true-aif``
 the maps are fitted with the phantom's own arterial curve in place of the measured AIF, so the difference from a
-plain run is the AIF's share of the error. Engine variants are compared by running it once per variant
+plain run is the AIF's share of the error. With ``--bands`` each row also holds "tmax_bands"
+(``sample_dicom.random_cases.tmax_bands``): the median Tmax error and the Tmax > 6 s volume wrongly included or left
+out, per band of the true Tmax. Engine variants are compared by running it once per variant
 (docs/perfusion.md, "Round 3" and "Round 4").
 """
 
@@ -66,7 +69,7 @@ def true_aif(params: dict):
         pipeline.maps.perfusion_maps = measured
 
 
-def score(seeds: list[int], noise: float | None, use_true_aif: bool = False) -> list[dict]:
+def score(seeds: list[int], noise: float | None, use_true_aif: bool = False, bands: bool = False) -> list[dict]:
     """One bench_generalization row per seed (the same scoring and fields), phantoms made with ``noise``."""
     from benchmarks.bench_generalization import case_row
     from sample_dicom.random_phantom import draw_parameters, make_random_phantom
@@ -77,11 +80,14 @@ def score(seeds: list[int], noise: float | None, use_true_aif: bool = False) -> 
         if noise is not None:
             p.update(noise_hu=noise, motion_mm=0.0)
         with true_aif(p) if use_true_aif else contextlib.nullcontext():
-            row = case_row(s, make_random_phantom(s, params=p), "model", "numpy")
+            row = case_row(s, make_random_phantom(s, params=p), "model", "numpy", bands=bands)
         rows.append(row)
         print(f"seed {s}: {'ok ' if row['ok'] else 'MISS'} core {row['core_ml']}/{row['core_truth_ml']} tmax6 "
               f"{row['tmax6_ml']}/{row['tmax6_truth_ml']} {row['residue']}/{row['kernel']} {row['noise_hu']} HU",
               flush=True)
+        if "tmax_bands" in row:
+            print("    " + "  ".join(f"{k} {v['bias_s']:+.2f}s +{v['extra_ml']}/-{v['missing_ml']} mL"
+                                     for k, v in row["tmax_bands"].items() if v["bias_s"] is not None), flush=True)
     return rows
 
 
@@ -91,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise", type=float, default=None, help="per-voxel noise (HU) for every case, no motion")
     ap.add_argument("--true-aif", action="store_true",
                     help="fit with the phantom's true arterial curve instead of the measured AIF")
+    ap.add_argument("--bands", action="store_true", help="add the Tmax error by band of the true Tmax to each row")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: result file of one process
@@ -100,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--seeds: only tuning seeds {TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]} may be scored here; "
                  "held-out seeds are scored by bench_generalization.py")
     if args.worker:
-        Path(args.worker).write_text(json.dumps(score(seeds, args.noise, args.true_aif)))
+        Path(args.worker).write_text(json.dumps(score(seeds, args.noise, args.true_aif, args.bands)))
         return 0
-    suffix = ("" if args.noise is None else f"_noise{args.noise:g}") + ("_trueaif" if args.true_aif else "")
+    suffix = ("" if args.noise is None else f"_noise{args.noise:g}") + ("_trueaif" if args.true_aif else "") \
+        + ("_bands" if args.bands else "")
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"triage_tuning{suffix}.json")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
@@ -110,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     files = [out.with_suffix(f".part{i}") for i in range(len(parts))]
     procs = [subprocess.Popen([sys.executable, __file__, "--seeds", ",".join(map(str, p)), "--worker", str(f)]
                               + ([] if args.noise is None else ["--noise", str(args.noise)])
-                              + (["--true-aif"] if args.true_aif else []), env=env)
+                              + (["--true-aif"] if args.true_aif else []) + (["--bands"] if args.bands else []),
+                              env=env)
              for p, f in zip(parts, files)]
     if any(p.wait() for p in procs):
         print("a worker failed", file=sys.stderr)

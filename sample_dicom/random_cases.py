@@ -43,6 +43,42 @@ def score_case(result, truth: dict) -> dict:
     tmax_ok = within(r.tmax6_ml, truth["tmax6_ml"], TMAX6_TOL)
     side_ok = r.affected_side == truth["affected_side"]
     clean_ok = lesion or (r.core_ml < CLEAN_MAX_ML and r.tmax6_ml < CLEAN_MAX_ML)
+    # the DEFUSE 3 verdict is reported beside the score, not part of it (the volumes' tolerance decides "ok")
+    defuse3 = bool((r.eligibility or {}).get("defuse3", {}).get("eligible"))
     out.update(core_ok=core_ok, tmax6_ok=tmax_ok, side_ok=side_ok, clean_ok=clean_ok,
-               ok=bool(core_ok and tmax_ok and side_ok and clean_ok))
+               ok=bool(core_ok and tmax_ok and side_ok and clean_ok), defuse3=defuse3,
+               defuse3_truth=bool(truth["defuse3"]), defuse3_ok=defuse3 == bool(truth["defuse3"]))
+    return out
+
+
+#: true-Tmax bands (s) for ``tmax_bands``: normal tissue, the oligaemic rim, the two sides of the 6 s threshold, deep
+TMAX_BANDS = ((None, 3.0), (3.0, 5.0), (5.0, 6.0), (6.0, 7.0), (7.0, 9.0), (9.0, None))
+
+
+def tmax_bands(maps: dict, truth_maps: dict, voxel_ml: float, min_voxels: int = 50) -> dict:
+    """Where a case's Tmax > 6 s error comes from (a development aid for tuning seeds; not part of the score).
+
+    maps : the engine's ``TriageResult.maps`` ("tmax", "tmax6"); truth_maps : ``RandomPhantom.truth_maps``. For each
+    band of the true Tmax: "bias_s", the median engine-minus-true Tmax (s) over the band's tissue (None under
+    ``min_voxels``), and "extra_ml" / "missing_ml", the volume the engine's Tmax > 6 s mask wrongly includes / leaves
+    out there. Returns {band label: {...}}.
+    """
+    import numpy as np
+
+    tissue, true_t = truth_maps["tissue"], truth_maps["tmax"]
+    err = maps["tmax"] - true_t
+    extra = maps["tmax6"] & ~truth_maps["tmax6"]
+    missing = truth_maps["tmax6"] & ~maps["tmax6"]
+    out = {}
+    for lo, hi in TMAX_BANDS:
+        band = tissue.copy()
+        if lo is not None:
+            band &= true_t > lo
+        if hi is not None:
+            band &= true_t <= hi
+        label = f"{'' if lo is None else f'{lo:g}'}-{'' if hi is None else f'{hi:g}'}s"
+        n = int(band.sum())
+        out[label] = {"bias_s": round(float(np.median(err[band])), 2) if n >= min_voxels else None,
+                      "extra_ml": round(float((extra & band).sum() * voxel_ml), 2),
+                      "missing_ml": round(float((missing & band).sum() * voxel_ml), 2)}
     return out

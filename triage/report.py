@@ -59,6 +59,14 @@ def warning_lines(d: dict[str, Any]) -> list[str]:
             for w in quality.get("warnings") or []]
 
 
+def _range_line(quality: dict[str, Any]) -> list[str]:
+    """The Tmax > 6 s volume if every Tmax were the engine's accuracy earlier / later (absent from older results)."""
+    rng, shift = quality.get("tmax6_range_ml"), quality.get("tmax6_range_shift_s")
+    if not rng or shift is None:
+        return []
+    return [f"    if Tmax were {float(shift):g} s earlier / later {float(rng[0]):.1f}-{float(rng[1]):.1f} mL"]
+
+
 def summary_text(d: dict[str, Any]) -> str:
     """A readable multi-line summary for the terminal."""
     algo = d.get("algorithm") or {}
@@ -75,6 +83,7 @@ def summary_text(d: dict[str, Any]) -> str:
             "Result: " + ("reliable" if quality.get("reliable") else "NOT RELIABLE \u2014 see warnings"),
             f"  Core (rCBF < 30%)              {fmt_ml(d.get('core_ml')):>10}",
             f"  Hypoperfusion (Tmax > 6 s)     {fmt_ml(d.get('tmax6_ml')):>10}",
+            *_range_line(quality),
             f"  Severe (Tmax > 10 s)           {fmt_ml(d.get('tmax10_ml')):>10}",
             f"  Mismatch volume                {fmt_ml(d.get('mismatch_ml')):>10}",
             f"  Mismatch ratio                 {_fmt_ratio(d.get('mismatch_ratio'), d.get('core_ml')):>10}",

@@ -138,3 +138,21 @@ def test_family_evidence_without_signal_compares_nothing():
     aif = np.where(t > 6, (t - 6) ** 3 * np.exp(-(t - 6) / 1.5), 0.0)
     ev = residue.family_evidence(aif / aif.max() * 400, 1.5, np.zeros((40, 50), np.float32), get_backend())
     assert ev == {"residual": {}, "best": None, "voxels": 50} and quality.residue_warnings(ev) == []
+
+
+def test_tmax_bands_locate_the_threshold_error():
+    """The tuning aid splits a Tmax > 6 s error by true Tmax: a +1 s shift of the 5-6 s band only shows there, as
+    volume wrongly included, and the other bands read no bias and no error."""
+    from sample_dicom.random_cases import tmax_bands
+
+    true_t = np.repeat(np.array([1.0, 4.0, 5.5, 6.5, 8.0, 12.0], np.float32), 100).reshape(6, 10, 10)
+    tissue = np.ones(true_t.shape, bool)
+    est = true_t.copy()
+    est[2] += 1.0  # 5.5 s read as 6.5 s
+    est[3, :5] -= 1.0  # half the 6.5 s band read as 5.5 s
+    truth_maps = {"tissue": tissue, "tmax": true_t, "tmax6": true_t > 6.0}
+    out = tmax_bands({"tmax": est, "tmax6": est > 6.0}, truth_maps, voxel_ml=0.01)
+    assert out["5-6s"] == {"bias_s": 1.0, "extra_ml": 1.0, "missing_ml": 0.0}
+    assert out["6-7s"]["missing_ml"] == 0.5 and out["6-7s"]["extra_ml"] == 0.0
+    for band in ("-3s", "3-5s", "7-9s", "9-s"):
+        assert out[band] == {"bias_s": 0.0, "extra_ml": 0.0, "missing_ml": 0.0}

@@ -27,8 +27,8 @@ from triage import ALGORITHM, analyze
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "triage_generalization.json"
 CI_CASES = 10
-#: set key in the JSON -> the fraction within tolerance measured for telerad-ctp 2.1.0: 34, 33 and 31 of 40; the
-#: third set had never been seen by any engine; the issue asks 0.9, not met
+#: set key in the JSON -> the fraction within tolerance measured for telerad-ctp 2.1.0 and again for 2.1.1 (the same
+#: numbers): 34, 33 and 31 of 40; the third set had never been seen by any engine; the issue asks 0.9, not met
 FLOORS = {"heldout": 0.85, "heldout_fresh": 0.825, "heldout_third": 0.775}
 
 
@@ -61,6 +61,24 @@ def test_committed_plug_flow_warnings():
     box = [c for c in cases if c["residue"] == "box"]
     assert all(c["residue"] == "box" for c in flagged), [c["seed"] for c in flagged if c["residue"] != "box"]
     assert len(flagged) >= 0.6 * len(box), (len(flagged), len(box))
+    assert all(not c["reliable"] for c in flagged)
+
+
+def test_committed_fragile_eligibility():
+    """The DEFUSE 3 verdict beside the score, and the fragile_eligibility warning (2.1.1): measured on the three sets,
+    the verdict right in 118 of 120, both wrong ones flagged, 7 cases flagged in all."""
+    data = _committed()
+    cases = [c for key in FLOORS for c in data[key]["cases"] if c["status"] == "ok"]
+    for key in FLOORS:
+        s = data[key]["summary"]["fragile_eligibility"]
+        done = [c for c in data[key]["cases"] if c["status"] == "ok"]
+        assert s["defuse3_wrong"] == [c["seed"] for c in done if not c["defuse3_ok"]]
+        assert s["flagged"] == sum("fragile_eligibility" in c["warnings"] for c in done)
+    flagged = [c for c in cases if "fragile_eligibility" in c["warnings"]]
+    wrong = [c for c in cases if c["defuse3"] != c["defuse3_truth"]]
+    assert len(wrong) <= 0.05 * len(cases), [c["seed"] for c in wrong]
+    assert len(flagged) <= 0.1 * len(cases), [c["seed"] for c in flagged]
+    assert sum("fragile_eligibility" in c["warnings"] for c in wrong) >= 0.5 * len(wrong), [c["seed"] for c in wrong]
     assert all(not c["reliable"] for c in flagged)
 
 

@@ -156,3 +156,46 @@ def test_tilted_head_keeps_side_and_volumes():
     assert r.affected_side == "left"
     assert abs(r.core_ml - t["core_ml"]) <= max(5.0, 0.15 * t["core_ml"])
     assert abs(r.tmax6_ml - t["tmax6_ml"]) <= max(10.0, 0.15 * t["tmax6_ml"])
+
+
+def test_tmax6_range_brackets_the_volume():
+    """The Tmax > 6 s volume as if every Tmax were 0.5 s earlier / later: same island rule, the core always in."""
+    from triage.perfusion import segment
+
+    tmax = np.zeros((4, 20, 20), np.float32)
+    tmax[:, :, 0:5] = 7.0    # 400 voxels surely over 6 s
+    tmax[:, :, 5:8] = 6.3    # 240 voxels over 6 s, not over 6.5 s
+    tmax[:, :, 8:10] = 5.8   # 160 voxels over 5.5 s only
+    tissue = np.ones(tmax.shape, bool)
+    core = np.zeros(tmax.shape, bool)
+    core[:, :, 15:17] = True  # 160 voxels of core where Tmax reads 0
+    seg = segment.segment(np.full(tmax.shape, 50.0, np.float32), tmax, tissue, np.ones(tmax.shape, np.int8), 0.01)
+    earlier, later = segment.tmax6_range(tmax, tissue, core, 0.01)
+    assert float(seg["tmax6"].sum() * 0.01) == pytest.approx(6.4)
+    assert (earlier, later) == (pytest.approx(5.6), pytest.approx(9.6))
+
+
+def test_verdict_within_the_tmax_accuracy_is_flagged():
+    """DEFUSE 3 met at the measured volume (mismatch 16 mL, ratio 1.8) but not 0.5 s later (mismatch 11 mL; EXTEND-IA still met): the
+    fragile_eligibility warning names the trial and the range; a verdict that holds over the range gives none."""
+    from triage.perfusion import quality
+
+    out = quality.eligibility_warnings(20.0, 36.0, 0.0, (31.0, 44.0), 0.5)
+    assert [w["code"] for w in out] == ["fragile_eligibility"] and out[0]["severity"] == "warning"
+    assert out[0]["verdicts_changed"] == ["defuse3"] and out[0]["tmax6_range_ml"] == [31.0, 44.0]
+    assert "DEFUSE 3 met" in out[0]["message"] and "31-44 mL" in out[0]["message"]
+    assert not quality.is_reliable(out)
+    assert quality.eligibility_warnings(20.0, 80.0, 0.0, (70.0, 90.0), 0.5) == []
+    assert quality.eligibility_warnings(0.0, 0.0, 0.0, (0.0, 0.0), 0.5) == []
+
+
+def test_result_reports_the_tmax6_range():
+    p = make_phantom(seed=3, **SMALL)
+    r = analyze(p.series)
+    low, high = r.quality["tmax6_range_ml"]
+    assert r.quality["tmax6_range_shift_s"] == 0.5
+    assert r.core_ml <= low <= r.tmax6_ml <= high and high > low
+    json.dumps(r.quality)
+    from triage.report import summary_text
+
+    assert f"if Tmax were 0.5 s earlier / later {low:.1f}-{high:.1f} mL" in summary_text(r.to_json_dict())

@@ -161,6 +161,7 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
                           edge_px=int(np.ceil(segment.EDGE_REACH_SIGMAS * pm["sigma_px"] * k)))
     vols = {name: float(seg[name].sum() * series.voxel_ml) for name in ("core", "tmax6", "tmax10")}
     met = segment.metrics(vols["core"], vols["tmax6"], vols["tmax10"])
+    t6_range = segment.tmax6_range(native["tmax"], tissue, seg["core"], series.voxel_ml)
     clock.lap("segmentation")
 
     if pm["unwashed_fraction"] > UNWASHED_MAX and not any(w["code"] == "truncated_bolus" for w in warnings):
@@ -175,6 +176,7 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
                                         f"{100 * quality.MIN_FIT_R2:.0f}%); the AIF or the data are not trustworthy.",
                                         fit_r2=pm["fit_r2"]))
     warnings += quality.residue_warnings(pm["residue_evidence"])
+    warnings += quality.eligibility_warnings(vols["core"], vols["tmax6"], vols["tmax10"], t6_range, segment.TMAX_SHIFT_S)
     cnr = pm["tissue_peak_hu"] / max(pm["noise_after_hu"], 1e-6)
     if cnr < quality.MIN_CNR:
         warnings.append(quality.warning("low_cnr", "warning", f"tissue contrast-to-noise {cnr:.1f} is below "
@@ -191,6 +193,7 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
          "residue_evidence": pm["residue_evidence"], "smoothing_sigma_mm": pm["sigma_px"] * pix_mm,
          "working_pixel_mm": pix_mm, "baseline_frames": be_end, "reference_cbf": seg["reference_cbf"],
          "reference_ml": seg["reference_ml"], "hemisphere_tmax6_ml": {"left": seg["left_ml"], "right": seg["right_ml"]},
+         "tmax6_range_ml": list(t6_range), "tmax6_range_shift_s": segment.TMAX_SHIFT_S,
          "time_resampled": bool(facts["irregular"] or not keep.all()), "unwashed_fraction": pm["unwashed_fraction"]}
     return TriageResult(
         status="ok", study_instance_uid=series.study_instance_uid, series_instance_uid=series.series_instance_uid,

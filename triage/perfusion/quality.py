@@ -63,6 +63,28 @@ def residue_warnings(evidence: dict | None) -> list[dict]:
                     **{f"residual_{family}": round(float(value), 5) for family, value in res.items()})]
 
 
+def eligibility_warnings(core_ml: float, tmax6_ml: float, tmax10_ml: float, tmax6_range_ml: tuple[float, float],
+                         shift_s: float) -> list[dict]:
+    """A DEFUSE 3 or EXTEND-IA verdict that changes when every Tmax is ``shift_s`` earlier or later
+    (``segment.tmax6_range``): the verdict rests on a Tmax > 6 s volume finer than the engine's Tmax accuracy."""
+    from triage.perfusion.segment import metrics
+
+    names = {"defuse3": "DEFUSE 3", "extend_ia": "EXTEND-IA"}
+    base = metrics(core_ml, tmax6_ml, tmax10_ml)["eligibility"]
+    changed = [key for key in names
+               if any(metrics(core_ml, v, tmax10_ml)["eligibility"][key]["eligible"] != base[key]["eligible"]
+                      for v in tmax6_range_ml)]
+    if not changed:
+        return []
+    low, high = tmax6_range_ml
+    which = " and ".join(names[key] for key in changed)
+    verdicts = ", ".join(f"{names[key]} {'met' if base[key]['eligible'] else 'not met'}" for key in changed)
+    return [warning("fragile_eligibility", "warning", f"Tmax > 6 s is {tmax6_ml:.0f} mL, but {low:.0f}-{high:.0f} mL "
+                    f"if every Tmax were {shift_s:g} s earlier or later (about the engine's Tmax accuracy at the 6 s "
+                    f"contour), and the {which} verdict ({verdicts}) changes within that range; confirm on the maps.",
+                    tmax6_ml=tmax6_ml, tmax6_range_ml=[low, high], shift_s=shift_s, verdicts_changed=changed)]
+
+
 def coverage_warnings(nz: int, dz: float, lesion_touches_edge: bool) -> list[dict]:
     out = []
     cover = nz * dz

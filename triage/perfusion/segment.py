@@ -26,6 +26,9 @@ MIN_SIDED_ML = 5.0       # hypoperfusion below this volume gives no affected sid
 SIDE_DOMINANCE = 1.5     # the affected side has at least this many times the other side's volume
 MIN_REFERENCE_ML = 20.0
 EDGE_REACH_SIGMAS = 1.5  # the core may grow this many smoothing widths (in-plane) on the deblurred CBF
+#: the Tmax > 6 s volume is also measured as if every Tmax read this much later and earlier: the engine's Tmax at the
+#: 6 s contour is off by up to about this much on its randomized phantoms (residue shape, noise, AIF; docs/perfusion.md)
+TMAX_SHIFT_S = 0.5
 
 
 _INPLANE = ndimage.generate_binary_structure(3, 1) & np.array([False, True, False])[:, None, None]
@@ -77,6 +80,18 @@ def segment(cbf: np.ndarray, tmax: np.ndarray, tissue: np.ndarray, side: np.ndar
     return {"core": core, "tmax6": hyp | core, "tmax10": tmax10, "rcbf": rcbf, "affected_side": affected,
             "reference_cbf": ref, "reference_ml": float(healthy.sum() * voxel_ml), "left_ml": left_ml,
             "right_ml": right_ml}
+
+
+def tmax6_range(tmax: np.ndarray, tissue: np.ndarray, core: np.ndarray, voxel_ml: float,
+                shift_s: float = TMAX_SHIFT_S) -> tuple[float, float]:
+    """The Tmax > 6 s volume (mL, with the core and the island rule of ``segment``) if every Tmax were ``shift_s``
+    earlier and later than measured: (volume of Tmax > 6 + shift, volume of Tmax > 6 - shift), smaller first."""
+    out = []
+    for threshold in (TMAX_HYPO_S + shift_s, TMAX_HYPO_S - shift_s):
+        with np.errstate(invalid="ignore"):
+            hyp = remove_islands(tissue & (tmax > threshold), voxel_ml)
+        out.append(float((hyp | core).sum() * voxel_ml))
+    return out[0], out[1]
 
 
 def metrics(core_ml: float, tmax6_ml: float, tmax10_ml: float) -> dict:
