@@ -1,15 +1,15 @@
 """Issue 8 acceptance: the held-out score of the engine on randomized phantoms it was not tuned on.
 
-The scores over the three held-out sets (1000-1039, scored once with the final 2.0.0; 2000-2039, declared
-afterwards, before any engine ran on them; 3000-3039, declared in round 3 and first scored with 2.1.0; about a
-quarter of the cases 512x512) are measured by
+The scores over the four held-out sets (1000-1039, scored once with the final 2.0.0; 2000-2039, declared
+afterwards, before any engine ran on them; 3000-3039, declared in round 3 and first scored with 2.1.0; 4000-4039,
+declared with 2.1.0 and first scored with 2.1.1; about a quarter of the cases 512x512) are measured by
 ``benchmarks/bench_generalization.py`` and committed in ``benchmarks/results/triage_generalization.json``.
 Here the committed numbers are checked, and a CI-sized subset of the held-out seeds (the first ten 256x256
 ones of the fresh set, about a minute) is re-run and must reproduce them.
 
 The floors are the scores measured for this algorithm version, not the issue's 90% target, which this
-version does not reach (docs/perfusion.md, "Generalization"). The ``residue_shape`` warning's hits on the held-out
-sets are checked here too.
+version does not reach (docs/perfusion.md, "Generalization"). The hits of the ``residue_shape`` and
+``fragile_eligibility`` warnings on the held-out sets are checked here too.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sample_dicom.random_cases import (FOURTH_HELDOUT_SEEDS, FRESH_HELDOUT_SEEDS, SCORED_HELDOUT_SETS, TUNING_SEEDS,
+from sample_dicom.random_cases import (FIFTH_HELDOUT_SEEDS, FRESH_HELDOUT_SEEDS, SCORED_HELDOUT_SETS, TUNING_SEEDS,
                                       score_case)
 from sample_dicom.random_phantom import draw_parameters, make_random_phantom
 from triage import ALGORITHM, analyze
@@ -28,8 +28,9 @@ from triage import ALGORITHM, analyze
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "triage_generalization.json"
 CI_CASES = 10
 #: set key in the JSON -> the fraction within tolerance measured for telerad-ctp 2.1.0 and again for 2.1.1 (the same
-#: numbers): 34, 33 and 31 of 40; the third set had never been seen by any engine; the issue asks 0.9, not met
-FLOORS = {"heldout": 0.85, "heldout_fresh": 0.825, "heldout_third": 0.775}
+#: numbers): 34, 33, 31 and 35 of 40; the third set (2.1.0) and the fourth (2.1.1) had never been seen by any engine;
+#: the issue asks 0.9, not met
+FLOORS = {"heldout": 0.85, "heldout_fresh": 0.825, "heldout_third": 0.775, "heldout_fourth": 0.875}
 
 
 def _committed() -> dict:
@@ -53,8 +54,8 @@ def test_committed_heldout_score(key):
 
 
 def test_committed_plug_flow_warnings():
-    """residue_shape flags plug-flow cases only (measured with 2.1.0: 22 of the 28 plug-flow cases of the three sets,
-    none of the 92 others)."""
+    """residue_shape flags plug-flow cases only (measured with 2.1.0: 22 of the 28 plug-flow cases of the first three
+    sets, none of the 92 others; 2.1.1 on the fourth: 5 of 9, none of 31)."""
     data = _committed()
     cases = [c for key in FLOORS for c in data[key]["cases"]]
     flagged = [c for c in cases if "residue_shape" in c["warnings"]]
@@ -65,8 +66,8 @@ def test_committed_plug_flow_warnings():
 
 
 def test_committed_fragile_eligibility():
-    """The DEFUSE 3 verdict beside the score, and the fragile_eligibility warning (2.1.1): measured on the three sets,
-    the verdict right in 118 of 120, both wrong ones flagged, 7 cases flagged in all."""
+    """The DEFUSE 3 verdict beside the score, and the fragile_eligibility warning (2.1.1): measured on the four sets,
+    the verdict right in 155 of 160, all 5 wrong ones flagged, 15 cases flagged in all."""
     data = _committed()
     cases = [c for key in FLOORS for c in data[key]["cases"] if c["status"] == "ok"]
     for key in FLOORS:
@@ -83,7 +84,7 @@ def test_committed_fragile_eligibility():
 
 
 def test_the_held_out_sets_are_apart():
-    sets = [set(s) for s in SCORED_HELDOUT_SETS.values()] + [set(FOURTH_HELDOUT_SEEDS), set(TUNING_SEEDS)]
+    sets = [set(s) for s in SCORED_HELDOUT_SETS.values()] + [set(FIFTH_HELDOUT_SEEDS), set(TUNING_SEEDS)]
     assert sum(len(s) for s in sets) == len(set().union(*sets))
 
 

@@ -183,7 +183,10 @@ def test_verdict_within_the_tmax_accuracy_is_flagged():
     out = quality.eligibility_warnings(20.0, 36.0, 0.0, (31.0, 44.0), 0.5)
     assert [w["code"] for w in out] == ["fragile_eligibility"] and out[0]["severity"] == "warning"
     assert out[0]["verdicts_changed"] == ["defuse3"] and out[0]["tmax6_range_ml"] == [31.0, 44.0]
-    assert "DEFUSE 3 met" in out[0]["message"] and "31-44 mL" in out[0]["message"]
+    assert "the DEFUSE 3 verdict (met) changes" in out[0]["message"] and "31-44 mL" in out[0]["message"]
+    both = quality.eligibility_warnings(20.0, 36.0, 0.0, (29.0, 44.0), 0.5)  # mismatch 9 mL: EXTEND-IA fails too
+    assert both[0]["verdicts_changed"] == ["defuse3", "extend_ia"]
+    assert "the DEFUSE 3 (met) and EXTEND-IA (met) verdicts change" in both[0]["message"]
     assert not quality.is_reliable(out)
     assert quality.eligibility_warnings(20.0, 80.0, 0.0, (70.0, 90.0), 0.5) == []
     assert quality.eligibility_warnings(0.0, 0.0, 0.0, (0.0, 0.0), 0.5) == []

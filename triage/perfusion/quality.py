@@ -77,11 +77,14 @@ def eligibility_warnings(core_ml: float, tmax6_ml: float, tmax10_ml: float, tmax
     if not changed:
         return []
     low, high = tmax6_range_ml
-    which = " and ".join(names[key] for key in changed)
-    verdicts = ", ".join(f"{names[key]} {'met' if base[key]['eligible'] else 'not met'}" for key in changed)
+    state = {key: "met" if base[key]["eligible"] else "not met" for key in changed}
+    if len(changed) == 1:
+        verdict = f"the {names[changed[0]]} verdict ({state[changed[0]]}) changes"
+    else:
+        verdict = "the " + " and ".join(f"{names[k]} ({state[k]})" for k in changed) + " verdicts change"
     return [warning("fragile_eligibility", "warning", f"Tmax > 6 s is {tmax6_ml:.0f} mL, but {low:.0f}-{high:.0f} mL "
                     f"if every Tmax were {shift_s:g} s earlier or later (about the engine's Tmax accuracy at the 6 s "
-                    f"contour), and the {which} verdict ({verdicts}) changes within that range; confirm on the maps.",
+                    f"contour), and {verdict} within that range; confirm on the maps.",
                     tmax6_ml=tmax6_ml, tmax6_range_ml=[low, high], shift_s=shift_s, verdicts_changed=changed)]
 
 
