@@ -75,6 +75,7 @@ def summary(rows: list[dict]) -> dict:
     tmax = [abs(r["tmax6_err_ml"]) for r in done]
     lesion = [r for r in rows if r["side_truth"] is not None]
     clean = [r for r in rows if r["core_truth_ml"] == 0 and r["tmax6_truth_ml"] == 0]
+    wrong = [r for r in done if not r["defuse3_ok"]]
     return {
         "cases": len(rows), "within_tolerance": len(ok), "fraction": round(len(ok) / max(len(rows), 1), 3),
         "failed_analyses": len(rows) - len(done),
@@ -85,12 +86,12 @@ def summary(rows: list[dict]) -> dict:
         "side_correct": f"{sum(r['side'] == r['side_truth'] for r in lesion)}/{len(lesion)}",
         "lesion_free_max_ml": max((max(r["core_ml"] or 0, r["tmax6_ml"] or 0) for r in clean), default=None),
         "misses": [r["seed"] for r in rows if not r["ok"]],
-        "defuse3_right": f"{sum(r['defuse3_ok'] for r in done)}/{len(done)}",
+        "defuse3_right": f"{len(done) - len(wrong)}/{len(done)}",
         # the fragile_eligibility warning against the cases whose DEFUSE 3 verdict is wrong
         "fragile_eligibility": {"flagged": sum("fragile_eligibility" in r["warnings"] for r in done),
-                                "defuse3_wrong": [r["seed"] for r in done if not r["defuse3_ok"]],
-                                "defuse3_wrong_flagged": [r["seed"] for r in done if not r["defuse3_ok"]
-                                                          and "fragile_eligibility" in r["warnings"]]},
+                                "defuse3_wrong": [r["seed"] for r in wrong],
+                                "defuse3_wrong_flagged": [r["seed"] for r in wrong
+                                                          if "fragile_eligibility" in r["warnings"]]},
     }
 
 

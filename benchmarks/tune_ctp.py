@@ -9,13 +9,13 @@ Run from the repository root::
 
 A development tool (issue 8): it refuses held-out seeds (``sample_dicom.random_cases``), runs the cases in
 ``--jobs`` processes (one BLAS thread each) and writes
-``benchmarks/results/triage_tuning[_noiseN][_trueaif][_bands].json`` with one row per case and the misses. With ``--noise`` every case is drawn as usual and then made with that per-voxel
-noise and without motion, so a miss there is the model's or the pipeline's error, not the noise's. With ``--true-aif``
-the maps are fitted with the phantom's own arterial curve in place of the measured AIF, so the difference from a
-plain run is the AIF's share of the error. With ``--bands`` each row also holds "tmax_bands"
-(``sample_dicom.random_cases.tmax_bands``): the median Tmax error and the Tmax > 6 s volume wrongly included or left
-out, per band of the true Tmax. Engine variants are compared by running it once per variant
-(docs/perfusion.md, "Round 3" and "Round 4").
+``benchmarks/results/triage_tuning[_noiseN][_trueaif][_bands].json`` with one row per case and the misses. With
+``--noise`` every case is drawn as usual and then made with that per-voxel noise and without motion, so a miss there
+is the model's or the pipeline's error, not the noise's. With ``--true-aif`` the maps are fitted with the phantom's
+own arterial curve in place of the measured AIF, so the difference from a plain run is the AIF's share of the error.
+With ``--bands`` each row also holds "tmax_bands" (``sample_dicom.random_cases.tmax_bands``): the median Tmax error
+and the Tmax > 6 s volume wrongly included or left out, per band of the true Tmax. Engine variants are compared by
+running it once per variant (docs/perfusion.md, "Round 3" to "Round 6").
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ benchmarks/results/triage_generalization.json, and tests/triage/test_perfusion_h
 
 from __future__ import annotations
 
+import numpy as np
+
 TUNING_SEEDS = tuple(range(0, 100))
 HELDOUT_SEEDS = tuple(range(1000, 1040))        # scored once with the final 2.0.0
 FRESH_HELDOUT_SEEDS = tuple(range(2000, 2040))  # declared after that, before any engine ran on them
@@ -19,8 +21,8 @@ FOURTH_HELDOUT_SEEDS = tuple(range(4000, 4040))
 #: declared 2026-12-03 10:05 UTC with 2.1.1, before any engine ran on them: the set the next engine is judged on
 FIFTH_HELDOUT_SEEDS = tuple(range(5000, 5040))
 #: the scored held-out sets by their key in triage_generalization.json (the fifth is not scored yet)
-SCORED_HELDOUT_SETS = {"heldout": HELDOUT_SEEDS, "heldout_fresh": FRESH_HELDOUT_SEEDS, "heldout_third": THIRD_HELDOUT_SEEDS,
-                       "heldout_fourth": FOURTH_HELDOUT_SEEDS}
+SCORED_HELDOUT_SETS = {"heldout": HELDOUT_SEEDS, "heldout_fresh": FRESH_HELDOUT_SEEDS,
+                       "heldout_third": THIRD_HELDOUT_SEEDS, "heldout_fourth": FOURTH_HELDOUT_SEEDS}
 CORE_TOL = (5.0, 0.15)    # within max(5 mL, 15% of truth)
 TMAX6_TOL = (10.0, 0.15)  # within max(10 mL, 15% of truth)
 CLEAN_MAX_ML = 5.0        # lesion-free: core and Tmax > 6 s below this
@@ -67,8 +69,6 @@ def tmax_bands(maps: dict, truth_maps: dict, voxel_ml: float, min_voxels: int = 
     ``min_voxels``), and "extra_ml" / "missing_ml", the volume the engine's Tmax > 6 s mask wrongly includes / leaves
     out there. Returns {band label: {...}}.
     """
-    import numpy as np
-
     tissue, true_t = truth_maps["tissue"], truth_maps["tmax"]
     err = maps["tmax"] - true_t
     extra = maps["tmax6"] & ~truth_maps["tmax6"]

@@ -176,8 +176,9 @@ def test_tmax6_range_brackets_the_volume():
 
 
 def test_verdict_within_the_tmax_accuracy_is_flagged():
-    """DEFUSE 3 met at the measured volume (mismatch 16 mL, ratio 1.8) but not 0.5 s later (mismatch 11 mL; EXTEND-IA still met): the
-    fragile_eligibility warning names the trial and the range; a verdict that holds over the range gives none."""
+    """DEFUSE 3 met at the measured volume (mismatch 16 mL, ratio 1.8) but not if every Tmax were 0.5 s earlier
+    (mismatch 11 mL; EXTEND-IA still met): the fragile_eligibility warning names the trial and the range; a verdict that
+    holds over the range gives none."""
     from triage.perfusion import quality
 
     out = quality.eligibility_warnings(20.0, 36.0, 0.0, (31.0, 44.0), 0.5)

@@ -19,6 +19,19 @@ IRREGULAR_RATIO = 1.25  # max/min frame interval above which time is resampled t
 WORK_MM = 1.8
 
 
+def bounding_box(mask: np.ndarray, pad_inplane: int = 0) -> tuple[slice, ...] | None:
+    """The smallest box holding every True voxel of a (Z, Y, X) mask, widened by ``pad_inplane`` in y and x; None
+    when the mask is empty. Found from the mask's projections (no index array of its voxels)."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        pad = pad_inplane if axis >= mask.ndim - 2 else 0
+        box.append(slice(max(0, int(hit[0]) - pad), int(hit[-1]) + 1 + pad))
+    return tuple(box)
+
+
 def check_series(series: PerfusionSeries) -> dict:
     """Raise NotCTPError naming the problem when ``series`` is not a usable CTP; else return sampling facts."""
     t, nz, ny, nx = series.hu.shape

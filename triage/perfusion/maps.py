@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from models import residue
+from triage.perfusion import grid
 
 RHO_G_PER_ML = 1.04
 K_H = 0.73
@@ -96,13 +97,6 @@ def fit_curves(c: np.ndarray, aif: np.ndarray, dt_s: float, backend, *, noise_hu
             "residue_evidence": evidence}
 
 
-def bbox(mask: np.ndarray, pad: int = 2) -> tuple[slice, ...]:
-    """Bounding box slices of a (Z, Y, X) mask, padded in-plane."""
-    idx = np.argwhere(mask)
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    return (slice(lo[0], hi[0]), slice(max(0, lo[1] - pad), hi[1] + pad), slice(max(0, lo[2] - pad), hi[2] + pad))
-
-
 def baseline_noise(conc: np.ndarray, tissue: np.ndarray, baseline_end: int) -> float:
     """Per-frame noise sd (HU) over tissue from the baseline frames of conc (T, Z, y, x): the median absolute
     deviation of frame-to-frame differences / sqrt(2) (static anatomy cancels; the first two frames are
@@ -120,7 +114,7 @@ def perfusion_maps(conc: np.ndarray, tissue: np.ndarray, aif: np.ndarray, dt_s: 
     the core's edge only), and scalars "sigma_px", "noise_after_hu", "tissue_peak_hu",
     "unwashed_fraction"."""
     method = METHOD if method is None else method
-    box = bbox(tissue)
+    box = grid.bounding_box(tissue, pad_inplane=2)  # the caller checked that there is tissue
     sub_mask = tissue[box]
     sigma = noise_sigma_px(noise_hu, dt_s)
     raw = conc[(slice(None),) + box]

@@ -176,7 +176,8 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
                                         f"{100 * quality.MIN_FIT_R2:.0f}%); the AIF or the data are not trustworthy.",
                                         fit_r2=pm["fit_r2"]))
     warnings += quality.residue_warnings(pm["residue_evidence"])
-    warnings += quality.eligibility_warnings(vols["core"], vols["tmax6"], vols["tmax10"], t6_range, segment.TMAX_SHIFT_S)
+    warnings += quality.eligibility_warnings(vols["core"], vols["tmax6"], vols["tmax10"], t6_range,
+                                             segment.TMAX_SHIFT_S)
     cnr = pm["tissue_peak_hu"] / max(pm["noise_after_hu"], 1e-6)
     if cnr < quality.MIN_CNR:
         warnings.append(quality.warning("low_cnr", "warning", f"tissue contrast-to-noise {cnr:.1f} is below "

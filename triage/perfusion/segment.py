@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from triage.perfusion.grid import bounding_box
+
 TMAX_HYPO_S = 6.0
 TMAX_SEVERE_S = 10.0
 TMAX_HEALTHY_S = 4.0
@@ -39,7 +41,7 @@ def remove_islands(mask: np.ndarray, voxel_ml: float, min_ml: float = MIN_ISLAND
 
     Labelling runs on the mask's bounding box only (every component lies inside it): on a 512x512 brain that is
     about half the grid, and a small lesion's mask far less."""
-    box = _bounding_box(mask)
+    box = bounding_box(mask)
     if box is None:
         return mask
     lab, n = ndimage.label(mask[box])
@@ -51,15 +53,10 @@ def remove_islands(mask: np.ndarray, voxel_ml: float, min_ml: float = MIN_ISLAND
     return out
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box (one slice per axis) holding every True voxel of ``mask``; None when there is none."""
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
+def over(tmax: np.ndarray, tissue: np.ndarray, threshold_s: float, voxel_ml: float) -> np.ndarray:
+    """Tissue whose Tmax exceeds ``threshold_s``, islands removed (NaN Tmax never exceeds it)."""
+    with np.errstate(invalid="ignore"):
+        return remove_islands(tissue & (tmax > threshold_s), voxel_ml)
 
 
 def segment(cbf: np.ndarray, tmax: np.ndarray, tissue: np.ndarray, side: np.ndarray, voxel_ml: float, *,
@@ -68,8 +65,7 @@ def segment(cbf: np.ndarray, tmax: np.ndarray, tissue: np.ndarray, side: np.ndar
     side : int8 +1 patient left, -1 right; edge_cbf : CBF with the smoothing undone (same grid), where the core may
     grow by up to ``edge_px`` native pixels in-plane. Returns masks "core", "tmax6", "tmax10", "rcbf" (float32),
     and "affected_side", "reference_cbf", "reference_ml", "left_ml", "right_ml"."""
-    with np.errstate(invalid="ignore"):
-        hyp = remove_islands(tissue & (tmax > TMAX_HYPO_S), voxel_ml)
+    hyp = over(tmax, tissue, TMAX_HYPO_S, voxel_ml)
     left_ml = float((hyp & (side > 0)).sum() * voxel_ml)
     right_ml = float((hyp & (side < 0)).sum() * voxel_ml)
     affected = None
@@ -93,7 +89,7 @@ def segment(cbf: np.ndarray, tmax: np.ndarray, tissue: np.ndarray, side: np.ndar
         if edge_cbf is not None and edge_px > 0 and ref > 0 and core.any():
             near = ndimage.binary_dilation(core, _INPLANE, iterations=edge_px)
             core = remove_islands(core | (near & tissue & (edge_cbf < RCBF_CORE * ref)), voxel_ml)
-        tmax10 = remove_islands(tissue & (tmax > TMAX_SEVERE_S), voxel_ml)
+    tmax10 = over(tmax, tissue, TMAX_SEVERE_S, voxel_ml)
     return {"core": core, "tmax6": hyp | core, "tmax10": tmax10, "rcbf": rcbf, "affected_side": affected,
             "reference_cbf": ref, "reference_ml": float(healthy.sum() * voxel_ml), "left_ml": left_ml,
             "right_ml": right_ml}
@@ -103,12 +99,9 @@ def tmax6_range(tmax: np.ndarray, tissue: np.ndarray, core: np.ndarray, voxel_ml
                 shift_s: float = TMAX_SHIFT_S) -> tuple[float, float]:
     """The Tmax > 6 s volume (mL, with the core and the island rule of ``segment``) if every Tmax were ``shift_s``
     earlier and later than measured: (volume of Tmax > 6 + shift, volume of Tmax > 6 - shift), smaller first."""
-    out = []
-    for threshold in (TMAX_HYPO_S + shift_s, TMAX_HYPO_S - shift_s):
-        with np.errstate(invalid="ignore"):
-            hyp = remove_islands(tissue & (tmax > threshold), voxel_ml)
-        out.append(float((hyp | core).sum() * voxel_ml))
-    return out[0], out[1]
+    earlier, later = (float((over(tmax, tissue, TMAX_HYPO_S + d, voxel_ml) | core).sum() * voxel_ml)
+                      for d in (shift_s, -shift_s))
+    return earlier, later
 
 
 def metrics(core_ml: float, tmax6_ml: float, tmax10_ml: float) -> dict:
