@@ -101,10 +101,13 @@ class TriageRunner:
     def _inputs(self, run: TriageRun):
         with self.gw.sessions() as s:
             study = s.execute(select(Study).where(Study.study_uid == run.study_uid)).scalar_one()
-            ctp = list(s.execute(select(Series).where(Series.study_id == study.id, Series.kind == "ctp")).scalars())
-            # CT series still arriving have no kind yet: they may be more time points of this CTP
-            arriving = s.execute(select(Series.id).where(Series.study_id == study.id, Series.state == "receiving",
-                                                         Series.modality == "CT")).first() is not None
+            # One read of the study's series: "which are CTP" and "is a CT series still arriving (no kind yet: maybe
+            # more time points of this CTP)" must come from the same snapshot. Read apart (SQLite gives each SELECT
+            # its own), a series completed between the two reads was in neither, and a CTP stored one series per
+            # time point was analysed without it, then again with it (two alerts).
+            series = list(s.execute(select(Series).where(Series.study_id == study.id)).scalars())
+            ctp = [sr for sr in series if sr.kind == "ctp"]
+            arriving = any(sr.state == "receiving" and sr.modality == "CT" for sr in series)
             files = {sr.series_uid: list(s.execute(select(Instance.path).where(Instance.series_id == sr.id)
                                                    .order_by(Instance.id)).scalars()) for sr in ctp}
             covering = s.execute(select(TriageRun).where(

@@ -31,10 +31,9 @@ def _alerts(gw) -> list[Alert]:
 
 def test_one_series_per_time_point_gives_one_analysis_and_one_alert(tmp_path, webhook):
     files = write_phantom(tmp_path / "ctp", "--seed", "24", "--layout", "per_timepoint")
-    # Once in many CI runs (two so far) this study was analysed twice: first from part of its time points, then from
-    # all 30 (two alerts; core 23.2 / 23.7 and 23.1 / 22.9 mL). A sender pause cannot explain it on its own, as every
-    # series of an open association counts as busy; the failure message below lists the runs to find the cause. The
-    # 3 s quiet period (default 2 s) dates from the first time.
+    # This study used to be analysed twice in some CI runs (29 time points, then 30: two alerts): the runner read the
+    # CTP series and "anything still arriving" in two statements, and the last series completed between them
+    # (stroke.runner._inputs now reads them once). The failure message lists the done runs should it recur.
     gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)], **{"dicom.quiet_period_s": 3.0}))
     gw.start()
     try:
