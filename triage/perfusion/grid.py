@@ -110,10 +110,36 @@ def _upsample_axis(a: np.ndarray, k: int, axis: int) -> np.ndarray:
     return out
 
 
-def upsample(vol: np.ndarray, k: int, shape_yx: tuple[int, int]) -> np.ndarray:
+def upsample(vol: np.ndarray, k: int, shape_yx: tuple[int, int], box: tuple[slice, ...] | None = None) -> np.ndarray:
     """Working (Z, y, x) float map -> native (Z, Y, X) by separable linear interpolation between block
-    centres; rows/columns dropped by ``bin_inplane`` are filled from the edge."""
-    out = vol.astype(np.float32, copy=False)
+    centres; rows/columns dropped by ``bin_inplane`` are filled from the edge.
+
+    box : native (Z, Y, X) slices (``bounding_box`` of the brain): only that part of the native map is made and
+    returned, interpolated from the blocks it covers and one block around them (each output sample blends two
+    neighbouring blocks), so its values are exactly those of the whole map's box."""
+    vol = vol.astype(np.float32, copy=False)
+    ny, nx = shape_yx
+    if box is None:
+        return _upsample_block(vol, k, (ny, nx))
+    zs, ys, xs = box
+    wy, wx = vol.shape[1:]
+    b0, c0 = max(0, ys.start // k - 1), max(0, xs.start // k - 1)
+    b1, c1 = min(wy, -(-ys.stop // k) + 1), min(wx, -(-xs.stop // k) + 1)
+    # the crop's own edge clamp is the whole map's only where the crop reaches the map's edge
+    up = _upsample_block(vol[zs, b0:b1, c0:c1], k, (ny - b0 * k if b1 == wy else (b1 - b0) * k,
+                                                     nx - c0 * k if c1 == wx else (c1 - c0) * k))
+    return up[:, ys.start - b0 * k: ys.stop - b0 * k, xs.start - c0 * k: xs.stop - c0 * k]
+
+
+def paste(part: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """A zero (False) array of ``shape`` holding ``part`` at ``box``."""
+    out = np.zeros(shape, part.dtype)
+    out[box] = part
+    return out
+
+
+def _upsample_block(vol: np.ndarray, k: int, shape_yx: tuple[int, int]) -> np.ndarray:
+    out = vol
     if k > 1:
         out = _upsample_axis(_upsample_axis(out, k, 2), k, 1)
     ny, nx = shape_yx

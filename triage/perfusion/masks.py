@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from triage.perfusion.grid import bounding_box
+
 BONE_HU = 150.0
 CSF_HU = 18.0
 TISSUE_MAX_HU = 70.0
@@ -39,9 +41,10 @@ def brain_masks(baseline: np.ndarray, spacing_mm: tuple[float, float, float]) ->
     enclosed &= sizes >= min_px
     intracranial = enclosed[lab]
     margin_px = max(1, int(round(SKULL_MARGIN_MM / min(spacing_mm[1], spacing_mm[2]))))
-    rim = np.zeros((3, 3, 3), bool)
-    rim[1] = ndimage.generate_binary_structure(2, 1)
-    brain = ndimage.binary_erosion(intracranial, rim, iterations=margin_px)
+    brain = np.zeros(baseline.shape, bool)
+    box = bounding_box(intracranial)  # eroded on its box: the box's border counts as outside, as the voxels beyond do
+    if box is not None:
+        brain[box] = ndimage.binary_erosion(intracranial[box], slice_conn, iterations=margin_px)
     csf = brain & (sm < CSF_HU)
     tissue = brain & ~csf & (sm < TISSUE_MAX_HU)
     return {"intracranial": intracranial, "brain": brain, "csf": csf, "tissue": tissue}

@@ -151,12 +151,14 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
     pm = maps.perfusion_maps(conc, tissue_w, aif, dt, be, noise_hu=noise_w)
     clock.lap("deconvolution")
 
-    vessel_n = grid.upsample_mask(vessel_w, k, (ny, nx))
-    tissue = m["tissue"] & ~vessel_n
+    # native-resolution work (maps, segmentation) runs on the brain's bounding box: every tissue voxel is inside it
+    brain = m["brain"]
+    box = grid.bounding_box(brain)
+    tissue = m["tissue"][box] & ~grid.upsample_mask(vessel_w, k, (ny, nx))[box]
     index = _nearest_index(tissue_w)
-    native = {name: grid.upsample(_fill(pm[name], index), k, (ny, nx))
+    native = {name: grid.upsample(_fill(pm[name], index), k, (ny, nx), box)
               for name in ("cbf", "cbv", "mtt", "tmax", "cbf_bcsvd", "cbf_edge") if name in pm}
-    side = masks.side_map((nz, ny, nx), masks.midline(m["brain"]), series.affine)
+    side = masks.side_map((nz, ny, nx), masks.midline(brain), series.affine)[box]
     seg = segment.segment(native["cbf"], native["tmax"], tissue, side, series.voxel_ml, edge_cbf=native.pop("cbf_edge"),
                           edge_px=int(np.ceil(segment.EDGE_REACH_SIGMAS * pm["sigma_px"] * k)))
     vols = {name: float(seg[name].sum() * series.voxel_ml) for name in ("core", "tmax6", "tmax10")}
@@ -182,12 +184,16 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
     if cnr < quality.MIN_CNR:
         warnings.append(quality.warning("low_cnr", "warning", f"tissue contrast-to-noise {cnr:.1f} is below "
                                         f"{quality.MIN_CNR:.0f}; maps are unreliable.", cnr=cnr))
-    edge = bool(seg["tmax6"][0].any() or seg["tmax6"][-1].any()) if vols["tmax6"] > 0 else False
+    native.update(rcbf=np.nan_to_num(seg["rcbf"], copy=False), core=seg["core"], tmax6=seg["tmax6"],
+                  tmax10=seg["tmax10"])
+    outside = ~brain[box]
+    for vol in native.values():
+        if vol.dtype != bool:
+            np.copyto(vol, np.float32(0.0), where=outside)
+    out_maps = {name: grid.paste(vol, box, brain.shape) for name, vol in native.items()}
+    out_maps["brain"] = brain
+    edge = bool(out_maps["tmax6"][0].any() or out_maps["tmax6"][-1].any())
     warnings += quality.coverage_warnings(nz, dz, edge)
-    brain = m["brain"]
-    out_maps = {name: np.where(brain, native[name], 0.0).astype(np.float32) for name in native}
-    out_maps["rcbf"] = np.where(brain, np.nan_to_num(seg["rcbf"]), 0.0).astype(np.float32)
-    out_maps.update(core=seg["core"], tmax6=seg["tmax6"], tmax10=seg["tmax10"], brain=brain)
     q = {"reliable": quality.is_reliable(warnings), "warnings": warnings, "max_displacement_mm": max_mm,
          "dropped_frames": [int(i) for i in np.flatnonzero(~keep)], "aif": aif_report, "vof": vof_report,
          "cnr": cnr, "noise_hu": noise_w, "noise_native_hu": noise_native, "fit_r2": pm["fit_r2"],
