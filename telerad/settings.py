@@ -59,6 +59,7 @@ class WebSettings(_Section):
     sla_stroke_min: float = Field(default=20, gt=0)  # a study with a stroke alert
     sla_urgent_min: float = Field(default=60, gt=0)  # a study with a stroke-lane kind (routing.stroke_kinds)
     sla_routine_min: float = Field(default=1440, gt=0)  # everything else (24 h)
+    claim_idle_min: float = Field(default=30, gt=0)  # a reading claim lapses after this long without its holder's activity
     token_ttl_s: int = Field(default=3600, ge=60)  # API bearer tokens
     session_ttl_s: int = Field(default=43200, ge=300)  # page login cookie (12 h)
     cookie_secure: bool = False  # set true behind HTTPS

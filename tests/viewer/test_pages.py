@@ -60,6 +60,68 @@ def test_claims_show_who_reads_and_only_an_admin_breaks_them(env):
     assert log[0]["user"] == "admin1" and "rad" in log[0]["detail"]
 
 
+def _idle_claim(env, study_uid: str, minutes: float) -> None:
+    from datetime import timedelta
+
+    from telerad.clock import utcnow
+    from viewer.models import StudyClaim
+
+    with env.sessions.begin() as s:
+        s.get(StudyClaim, study_uid).claimed_at = utcnow() - timedelta(minutes=minutes)
+
+
+def _idle_minutes(env, study_uid: str) -> float:
+    from telerad.clock import as_utc, utcnow
+    from viewer.models import StudyClaim
+
+    with env.sessions() as s:
+        return (utcnow() - as_utc(s.get(StudyClaim, study_uid).claimed_at)).total_seconds() / 60.0
+
+
+def test_an_idle_claim_lapses_and_the_next_radiologist_takes_it(env):
+    """A radiologist who claims a study and leaves blocks it for web.claim_idle_min (30) minutes, not for ever."""
+    rad, rad2, admin = env.client("rad"), env.client("rad2"), env.client("admin1")
+    assert env.settings.web.claim_idle_min == 30
+    assert rad.post(f"/api/studies/{STUDY_A}/claim").status_code == 200
+    _idle_claim(env, STUDY_A, 29)
+    taken = rad2.post(f"/api/studies/{STUDY_A}/claim")
+    assert taken.status_code == 409 and "lapses after 30 minutes without activity" in taken.json()["detail"]
+
+    _idle_claim(env, STUDY_A, 31)
+    row = next(r for r in rad2.get("/api/worklist").json() if r["study_instance_uid"] == STUDY_A)
+    assert row["claimed_by"] is None and row["status"] != "reading"
+    page = env.client("rad2", cookie=True).get(f"/studies/{STUDY_A}", headers={"accept": "text/html"}).text
+    assert "Nobody is reading this study." in page
+    assert rad.delete(f"/api/studies/{STUDY_A}/claim").json()["claimed_by"] is None  # its holder may still release
+    assert rad.post(f"/api/studies/{STUDY_A}/claim").status_code == 200
+
+    _idle_claim(env, STUDY_A, 31)
+    assert rad2.post(f"/api/studies/{STUDY_A}/claim").json()["claimed_by"] == "rad2"
+    log = admin.get("/api/audit", params={"action": "study.claim_lapsed"}).json()
+    assert len(log) == 1 and log[0]["user"] == "rad2" and "claim of 'rad' lapsed after 31 minutes" in log[0]["detail"]
+    late = rad.put(f"/api/reports/{STUDY_A}", json={"template": "ct_head_stroke", "body": "x"})
+    assert late.status_code == 409 and "'rad2' is reading" in late.json()["detail"]
+
+    # the holder's work renews the claim: a draft saved after 29 idle minutes starts the 30 minutes again
+    _idle_claim(env, STUDY_A, 29)
+    saved = rad2.put(f"/api/reports/{STUDY_A}", json={"template": "ct_head_stroke", "body": "FINDINGS:\nnone"})
+    assert saved.status_code == 200
+    assert _idle_minutes(env, STUDY_A) < 1
+    assert rad2.post(f"/api/studies/{STUDY_A}/claim").status_code == 200  # claiming again renews it too
+    _idle_claim(env, STUDY_A, 29)
+    assert rad2.post(f"/api/studies/{STUDY_A}/claim").status_code == 200 and _idle_minutes(env, STUDY_A) < 1
+
+
+def test_the_live_worklist_notices_a_claim_lapsing(env):
+    from viewer.pages.worklist import fingerprint
+
+    assert env.client("rad").post(f"/api/studies/{STUDY_A}/claim").status_code == 200
+    held = fingerprint(env.sessions, 30)
+    assert fingerprint(env.sessions, 30) == held
+    _idle_claim(env, STUDY_A, 31)
+    assert fingerprint(env.sessions, 30) != held
+
+
 def test_drafts_need_the_claim_and_technicians_never_see_drafts(env):
     rad, rad2, tech = env.client("rad"), env.client("rad2"), env.client("tech-a")
     r = rad.put(f"/api/reports/{STUDY_A}", json={"template": "ct_head_stroke", "body": "FINDINGS:\nnone", "state": "draft"})

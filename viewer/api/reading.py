@@ -51,13 +51,15 @@ def claim_study(study_uid: str, request: Request, user: Radiologist) -> dict:
     """Claim a study for reading; 409 names who holds it."""
     with request.app.state.sessions() as s:
         _study(s, study_uid)
-    return claims.claim(request.app.state.sessions, user, study_uid)
+    return claims.claim(request.app.state.sessions, user, study_uid,
+                        idle_min=request.app.state.settings.web.claim_idle_min)
 
 
 @router.delete("/api/studies/{study_uid}/claim", response_model=ClaimPublic)
 def release_claim(study_uid: str, request: Request, user: Reader, force: bool = False) -> dict:
     """Release your claim; an admin breaks another's with ``?force=true``."""
-    return claims.release(request.app.state.sessions, user, study_uid, force=force)
+    return claims.release(request.app.state.sessions, user, study_uid, force=force,
+                          idle_min=request.app.state.settings.web.claim_idle_min)
 
 
 def _visible_report(request: Request, user: CurrentUser, study_uid: str) -> dict:
@@ -81,7 +83,7 @@ def get_report(study_uid: str, request: Request, user: AnyRole) -> dict:
 def save_report(study_uid: str, draft: ReportDraft, request: Request, user: Reader) -> dict:
     """Save a draft or preliminary report (takes the study's claim when free)."""
     return service.save(request.app.state.sessions, user, study_uid, template=draft.template, body=draft.body,
-                        state=draft.state)
+                        state=draft.state, idle_min=request.app.state.settings.web.claim_idle_min)
 
 
 @router.post("/api/reports/{study_uid}/sign", response_model=ReportPublic)

@@ -16,9 +16,9 @@ from pacs_gateway.index.models import Clinic, Study
 from stroke.models import Alert, TriageRun
 from stroke.rules import DISCLAIMER, warnings_text
 from viewer.auth import ROLES, CurrentUser, audit, require_clinic, require_roles
-from viewer.models import StudyClaim
 from viewer.pages.render import render
 from viewer.problems import Problem
+from viewer.reading import claims
 from viewer.reading.worklist import triage_badge
 from viewer.reports import service
 from viewer.reports.templates import TEMPLATES, suggest, triage_paragraph
@@ -67,7 +67,7 @@ def _page_data(request: Request, user: CurrentUser, study_uid: str) -> dict:
         require_clinic(user, summary["clinic"])
         runs = _runs(s, study_uid)
         alerts = list(s.execute(select(Alert).where(Alert.study_uid == study_uid).order_by(Alert.id)).scalars())
-        claim = s.execute(select(StudyClaim).where(StudyClaim.study_uid == study_uid)).scalar_one_or_none()
+        claim = claims.active(s, [study_uid], request.app.state.settings.web.claim_idle_min).get(study_uid)
         report = service.report_dict(s, study_uid)
         priors = _priors(s, study)
     if user.role == "technician":  # the clinic sees the final report, not automated numbers or drafts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pacs_gateway.index.models import Clinic, Delivery, Event
 from stroke.models import AlertStep
+from telerad.clock import utcnow
 from viewer.auth import CurrentUser, CurrentUserDep, require_roles
 from viewer.models import Report, StudyClaim
 from viewer.pages.render import HOME, render
@@ -69,11 +71,13 @@ async def worklist_rows(request: Request, user: Reader, clinic: str | None = Non
     return render(request, "worklist_rows.html", rows=rows)
 
 
-def fingerprint(sessions) -> tuple:
-    """Changes whenever a study, alert, claim, report or delivery changes."""
+def fingerprint(sessions, claim_idle_min: float) -> tuple:
+    """Changes whenever a study, alert, claim (taken, renewed, released or lapsed), report or delivery changes."""
+    live_since = utcnow() - timedelta(minutes=claim_idle_min)
     with sessions() as s:
         return (s.execute(select(func.max(Event.id))).scalar(), s.execute(select(func.max(AlertStep.id))).scalar(),
-                tuple(s.execute(select(func.count(StudyClaim.study_uid), func.max(StudyClaim.claimed_at))).one()),
+                tuple(s.execute(select(func.count(StudyClaim.study_uid), func.max(StudyClaim.claimed_at))
+                                .where(StudyClaim.claimed_at > live_since)).one()),
                 s.execute(select(func.max(Report.updated_at))).scalar(),
                 s.execute(select(func.max(Delivery.updated_at))).scalar())
 
@@ -82,14 +86,15 @@ def fingerprint(sessions) -> tuple:
 async def worklist_stream(request: Request, user: Reader):
     """``text/event-stream``: a ``worklist.changed`` event whenever the worklist would look different."""
     sessions = request.app.state.sessions
+    idle_min = request.app.state.settings.web.claim_idle_min
 
     async def events():
-        last = await run_in_threadpool(fingerprint, sessions)
+        last = await run_in_threadpool(fingerprint, sessions, idle_min)
         idle = 0.0
         yield "retry: 3000\n\n"
         while not await request.is_disconnected():
             await asyncio.sleep(1.0)
-            now = await run_in_threadpool(fingerprint, sessions)
+            now = await run_in_threadpool(fingerprint, sessions, idle_min)
             if now != last:
                 last, idle = now, 0.0
                 yield "event: worklist.changed\ndata: {}\n\n"

@@ -16,7 +16,8 @@ from pacs_gateway.index.models import Clinic, Delivery, Series, Study
 from pacs_gateway.routing.config import DEFAULT_STROKE_KINDS
 from stroke.models import Alert, TriageRun
 from telerad.clock import as_utc, utcnow
-from viewer.models import Report, StudyClaim
+from viewer.models import Report
+from viewer.reading import claims as claim_locks
 
 PRIORITY_RANK = {"stroke": 0, "urgent": 1, "routine": 2}
 STATUSES = ("receiving", "complete", "routed", "reading", "reported")
@@ -86,7 +87,7 @@ def rows(s: Session, web, *, clinics: Iterable[str] | None = None, stroke_kinds=
     for r in s.execute(select(TriageRun).where(TriageRun.study_uid.in_(uids), TriageRun.state != "covered")
                        .order_by(TriageRun.id)).scalars():
         runs[r.study_uid] = r
-    claims = dict(s.execute(select(StudyClaim.study_uid, StudyClaim.user).where(StudyClaim.study_uid.in_(uids))).all())
+    claims = {uid: c.user for uid, c in claim_locks.active(s, uids, web.claim_idle_min).items()}
     reports = {r.study_uid: r for r in s.execute(select(Report).where(Report.study_uid.in_(uids))).scalars()}
     out = []
     now = utcnow()

@@ -67,8 +67,9 @@ def _check_body(body: str) -> str:
     return body
 
 
-def save(sessions, user, study_uid: str, *, template: str, body: str, state: str = "draft") -> dict:
-    """Save a draft or preliminary report (the writer needs the study's claim; it is taken when free)."""
+def save(sessions, user, study_uid: str, *, template: str, body: str, state: str = "draft", idle_min: float) -> dict:
+    """Save a draft or preliminary report (the writer needs the study's claim; it is taken when free, renewed
+    when the writer holds it; ``idle_min``: when another's claim lapses)."""
     if template not in TEMPLATES:
         raise Problem(422, "Invalid report", f"template: '{template}' is not one of {', '.join(TEMPLATES)}")
     if state not in ("draft", "preliminary"):
@@ -76,7 +77,7 @@ def save(sessions, user, study_uid: str, *, template: str, body: str, state: str
     body = _check_body(body)
     with sessions() as s:
         _study(s, study_uid)
-    claims.require_holder_or_free(sessions, user, study_uid)
+    claims.require_holder_or_free(sessions, user, study_uid, idle_min=idle_min)
     now = utcnow()
     with sessions.begin() as s:
         r = s.execute(select(Report).where(Report.study_uid == study_uid)).scalar_one_or_none()
@@ -166,7 +167,8 @@ def sign(app, user, study_uid: str, *, template: str, body: str) -> dict:
         r = s.execute(select(Report).where(Report.study_uid == study_uid)).scalar_one_or_none()
         if r is not None and r.state == "final":
             raise Problem(409, "Report is final", f"signed by {r.signed_by} at {isoformat(r.signed_at)}; add an addendum instead")
-    claims.require_holder_or_free(sessions, user, study_uid)
+    idle_min = app.state.settings.web.claim_idle_min
+    claims.require_holder_or_free(sessions, user, study_uid, idle_min=idle_min)
     final_text = body
     objects = _file(app, user, study_uid, final_text, "final", None, 1)
     now = utcnow()
@@ -181,7 +183,7 @@ def sign(app, user, study_uid: str, *, template: str, body: str) -> dict:
         s.add(ReportVersion(report_id=r.id, version=_next_version(s, r.id), kind="final", body=body, author=user.name,
                             at=now, objects=objects))
         audit.add(s, user, "report.sign", study_uid, ", ".join(f"{o['modality']} {o['sop_uid']}" for o in objects))
-    claims.release(sessions, user, study_uid)
+    claims.release(sessions, user, study_uid, idle_min=idle_min)
     with sessions() as s:
         return report_dict(s, study_uid)
 
