@@ -1,7 +1,11 @@
 """The alert lifecycle: created -> sent (per channel, with delivery status) -> acknowledged, or escalated.
 
 - :meth:`AlertService.raise_alert` is idempotent on the alert ``key`` (one alert per
-  series and algorithm version, one pre-alert per study): a second call returns None.
+  analysis of a series, one pre-alert per study): a second call returns None.
+- A later analysis of the same study (more images arrived after the first was analysed) raises a
+  new alert that *supersedes* the study's earlier triage alerts, in the same transaction: its
+  message starts "UPDATED" and names them (``supersedes`` in the body), and they turn
+  ``superseded`` (a step) and stop escalating, so the team acts on the newest numbers only.
 - Each step is an ``alert_steps`` row whose unique (alert, step, tier) key makes it
   impossible to repeat; every step is timestamped.
 - ``alert_deliveries`` holds one row per (tier, contact, channel); the
@@ -62,11 +66,21 @@ class AlertService:
     # creating ---------------------------------------------------------------------
     def raise_alert(self, *, key: str, type: str, rule: str | None, study_uid: str, series_uid: str | None,
                     clinic: str | None, message: str, body: dict, requires_ack: bool, tier: int = 1,
-                    triage_run_id: int | None = None) -> int | None:
-        """Create the alert and its tier's deliveries; None when ``key`` exists (a duplicate run)."""
+                    triage_run_id: int | None = None, supersedes_types: tuple[str, ...] = ()) -> int | None:
+        """Create the alert and its tier's deliveries; None when ``key`` exists (a duplicate run).
+
+        supersedes_types : the study's earlier alerts of these types (not yet superseded) are superseded by
+        this one: named in its message and body, marked ``superseded`` and no longer escalated."""
         now = utcnow()
         try:
             with self.sessions.begin() as s:
+                earlier = list(s.execute(select(Alert).where(
+                    Alert.study_uid == study_uid, Alert.type.in_(supersedes_types), Alert.state != "superseded")
+                    .order_by(Alert.id)).scalars()) if supersedes_types else []
+                if earlier:
+                    names = ", ".join(f"#{a.id}" for a in earlier)
+                    message = f"UPDATED, replaces alert {names} (a later analysis of the study): {message}"
+                    body = {**body, "message": message, "supersedes": [a.id for a in earlier]}
                 alert = Alert(key=key, type=type, rule=rule, study_uid=study_uid, series_uid=series_uid,
                               triage_run_id=triage_run_id, clinic=clinic, message=message, body=body,
                               state="created", tier=tier, requires_ack=requires_ack, created_at=now)
@@ -75,6 +89,10 @@ class AlertService:
                 add_step(s, alert.id, "created", tier, at=now, detail=message)
                 self._deliveries_for_tier(s, alert, tier, now)
                 alert_id = alert.id
+                for old in earlier:
+                    old.state, old.escalate_at = "superseded", None
+                    add_step(s, old.id, "superseded", old.tier, at=now, detail=f"by alert {alert_id}, a later "
+                                                                              "analysis of the study")
         except IntegrityError:
             log.info("alert %s already exists; not raised again", key)
             return None

@@ -80,7 +80,8 @@ class Alert(Base):
     clinic: Mapped[str | None] = mapped_column(String(128))
     message: Mapped[str] = mapped_column(Text)
     body: Mapped[dict] = mapped_column(JSON)  # the webhook JSON body, without per-send fields
-    state: Mapped[str] = mapped_column(String(16), default="created", index=True)  # created|sent|acknowledged|escalated
+    # created|sent|acknowledged|escalated|superseded (a later analysis of the study raised a newer alert)
+    state: Mapped[str] = mapped_column(String(16), default="created", index=True)
     tier: Mapped[int] = mapped_column(Integer, default=1)
     requires_ack: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -97,7 +98,7 @@ class AlertStep(Base):
     __table_args__ = (UniqueConstraint("alert_id", "step", "tier"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
-    step: Mapped[str] = mapped_column(String(16))  # created | sent | acknowledged | escalated
+    step: Mapped[str] = mapped_column(String(16))  # created | sent | acknowledged | escalated | superseded | ...
     tier: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     user: Mapped[str | None] = mapped_column(String(128))

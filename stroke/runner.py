@@ -174,10 +174,14 @@ class TriageRunner:
                                   result=doc, public_url=self.settings.alerts.public_url, created_at=now,
                                   run_id=run.id, has_summary=has_summary)
         version = (doc.get("algorithm") or {}).get("version") or run.algorithm_version
+        # one alert per analysis: a series analysed again after more of its images arrived (generation 2, ...) is
+        # alerted again, superseding the study's earlier triage alerts; a rerun of the same analysis is not
+        generation = "" if run.generation <= 1 else f":g{run.generation}"
         alert_id = self.alerts.raise_alert(
-            key=f"triage:{run.series_uid}:{version}", type=alert_type, rule=rule.name, study_uid=run.study_uid,
-            series_uid=run.series_uid, clinic=clinic, message=body["message"], body=body,
-            requires_ack=rule.escalate, tier=rule.tier, triage_run_id=run.id)
+            key=f"triage:{run.series_uid}:{version}{generation}", type=alert_type, rule=rule.name,
+            study_uid=run.study_uid, series_uid=run.series_uid, clinic=clinic, message=body["message"], body=body,
+            requires_ack=rule.escalate, tier=rule.tier, triage_run_id=run.id,
+            supersedes_types=(rules.ALERT_TYPES["triage"], rules.ALERT_TYPES["triage_failed"]))
         return alert_id
 
     def _clinic(self, study_uid: str) -> str | None:

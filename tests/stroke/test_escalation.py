@@ -118,3 +118,32 @@ def test_a_crash_cannot_keep_the_delivery_without_its_sent_step(tmp_path, monkey
             assert _steps(gw, alert_id) == [("created", 1)]
         finally:
             gw.stop()
+
+
+def test_a_later_analysis_supersedes_the_studys_earlier_alert_which_stops_escalating(two_tiers):
+    """More images of a study arrived after it was analysed and alerted: the new analysis's alert says UPDATED and
+    names the one it replaces, which turns superseded and never escalates; only the newer alert reaches tier 2."""
+    gw, a, b = two_tiers
+    first = _raise(gw)
+    verify_standard_webhook(SECRET_1, a.wait(1, 10)[0])
+    body = {"type": "stroke.triage", "study_instance_uid": "1.2.3", "clinic": None, "result": None, "message": "m2"}
+    second = gw.stroke.alerts.raise_alert(key="triage:1.2.3:1.0.0:g2", type="stroke.triage", rule="perfusion deficit",
+                                          study_uid="1.2.3", series_uid="1.2.3.4", clinic=None, message="m2",
+                                          body=body, requires_ack=True, tier=1,
+                                          supersedes_types=("stroke.triage", "stroke.triage_failed"))
+    new = verify_standard_webhook(SECRET_1, a.wait(2, 10)[1])
+    assert new["alert_id"] == second and new["supersedes"] == [first]
+    assert new["message"] == f"UPDATED, replaces alert #{first} (a later analysis of the study): m2"
+    old = gw.stroke.alerts.get(first)
+    assert old["state"] == "superseded" and ("superseded", 1) in _steps(gw, first)
+    escalated = verify_standard_webhook(SECRET_2, b.wait(1, 15)[0])
+    assert escalated["alert_id"] == second
+    time.sleep(2.5)  # more than one further timeout: the superseded alert never escalates
+    assert [m["alert_id"] for m in map(lambda r: verify_standard_webhook(SECRET_2, r), b.accepted())] == [second]
+    assert "escalated" not in [step for step, _ in _steps(gw, first)]
+    # a third analysis replaces the second only: the first is already superseded
+    third = gw.stroke.alerts.raise_alert(key="triage:1.2.3:1.0.0:g3", type="stroke.triage", rule="perfusion deficit",
+                                         study_uid="1.2.3", series_uid="1.2.3.4", clinic=None, message="m3",
+                                         body={**body, "message": "m3"}, requires_ack=True, tier=1,
+                                         supersedes_types=("stroke.triage",))
+    assert gw.stroke.alerts.get(third)["message"].startswith(f"UPDATED, replaces alert #{second} (")

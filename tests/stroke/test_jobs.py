@@ -53,6 +53,42 @@ def test_one_series_per_time_point_gives_one_analysis_and_one_alert(tmp_path, we
         gw.stop()
 
 
+def _time_point(path) -> int:
+    import pydicom
+
+    return int(pydicom.dcmread(path, stop_before_pixels=True).TemporalPositionIdentifier)
+
+
+def test_images_arriving_after_the_analysis_give_an_updated_alert_that_supersedes_the_first(tmp_path, webhook):
+    """A modality sends 20 of a CTP's 30 time points, pauses past the quiet period (the study is analysed and alerted),
+    then sends the rest: the series is analysed again, and the stroke team gets one UPDATED alert naming the first,
+    which stops escalating. Before, the second analysis raised nothing and the alert kept the partial numbers (here
+    the first reads as unreliable: a fifth of the tissue has not washed out by the 20th time point)."""
+    files = write_phantom(tmp_path / "ctp", "--seed", "26")
+    early = [f for f in files if _time_point(f) <= 20]
+    late = [f for f in files if _time_point(f) > 20]
+    assert len(early) == 160 and len(late) == 80
+    gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)], **{"dicom.quiet_period_s": 2.0}))
+    gw.start()
+    try:
+        assert len(stored_ok(run_storescu(early, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 160
+        first = verify_standard_webhook(SECRET_1, webhook.wait(1, 90)[0])
+        assert "supersedes" not in first and not first["message"].startswith("UPDATED")
+        assert len(stored_ok(run_storescu(late, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 80
+        second = verify_standard_webhook(SECRET_1, webhook.wait(2, 90)[1])
+        assert second["supersedes"] == [first["alert_id"]], second
+        assert second["message"].startswith(f"UPDATED, replaces alert #{first['alert_id']} ")
+        assert second["type"] == "stroke.triage" and second["result"]["status"] == "ok"
+        wait_until(lambda: [r.state for r in _runs(gw)] == ["done"], 60, what="the one run done")
+        assert _runs(gw)[0].generation == 2
+        alerts = {a.id: a for a in _alerts(gw)}
+        assert len(alerts) == 2 and len(webhook.accepted()) == 2
+        assert alerts[first["alert_id"]].state == "superseded" and alerts[first["alert_id"]].escalate_at is None
+        assert alerts[second["alert_id"]].escalate_at is not None  # the newer alert is the one that escalates
+    finally:
+        gw.stop()
+
+
 def test_a_killed_worker_process_is_replaced_and_the_job_rerun(tmp_path, webhook):
     files = write_phantom(tmp_path / "ctp", "--seed", "25", "--size", "256")
     gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))

@@ -46,6 +46,24 @@ def test_worklist_orders_stroke_alerts_first_then_priority_then_waiting(env):
     assert page.index("1.2.3.101") < page.index(STUDY_A) < page.index("1.2.3.100")
 
 
+def test_a_superseded_alert_says_so_and_offers_no_acknowledge_button(env):
+    from stroke.models import Alert
+    from telerad.clock import utcnow
+
+    with env.sessions.begin() as s:
+        s.add(Alert(key="k-old", type="stroke.triage_failed", study_uid=STUDY_A, clinic="Clinic A", message="partial",
+                    body={}, state="superseded", tier=1, requires_ack=True, created_at=utcnow()))
+        s.add(Alert(key="k-new", type="stroke.triage", study_uid=STUDY_A, clinic="Clinic A",
+                    message="UPDATED, replaces alert #1 (a later analysis of the study): full", body={"supersedes": [1]},
+                    state="sent", tier=1, requires_ack=True, created_at=utcnow()))
+    page = env.client("stroke1", cookie=True).get("/stroke", headers={"accept": "text/html"}).text
+    cards = {c.split('data-alert="')[1].split('"')[0]: c for c in page.split('<div class="card alert ')[1:]}
+    assert cards["1"].startswith("superseded") and "Superseded by a later analysis of this study" in cards["1"]
+    assert "data-ack=" not in cards["1"] and 'data-ack="2"' in cards["2"]
+    row = next(r for r in env.client("rad").get("/api/worklist").json() if r["study_instance_uid"] == STUDY_A)
+    assert row["alert"]["id"] == 2 and row["alert"]["state"] == "sent"
+
+
 def test_claims_show_who_reads_and_only_an_admin_breaks_them(env):
     rad, rad2, admin = env.client("rad"), env.client("rad2"), env.client("admin1")
     assert rad.post(f"/api/studies/{STUDY_A}/claim").json()["claimed_by"] == "rad"
