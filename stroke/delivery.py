@@ -189,11 +189,7 @@ class AlertWorker:
                 png = path.read_bytes()
             except OSError as exc:
                 log.error("alert %d: summary PNG %s cannot be read: %s", alert.id, rel, exc)
-        subject = {"stroke.triage": "[telerad] Stroke CT perfusion result",
-                   "stroke.triage_failed": "[telerad] Stroke CT perfusion: automated analysis failed, read manually",
-                   "stroke.incoming": "[telerad] Incoming stroke imaging"}.get(alert.type, "[telerad] alert")
-        if alert.clinic:
-            subject += f" ({alert.clinic})"
+        subject = email_subject(alert.type, alert.clinic, updated=bool(body.get("supersedes")))
         links = body.get("links") or {}
         text = "\n\n".join(filter(None, [
             alert.message,
@@ -204,3 +200,11 @@ class AlertWorker:
             f"{self.settings.public_url}/api/alerts/{alert.id}/ack",
         ]))
         return send_email(self.settings.smtp, to, subject, text, png, name)
+
+
+def email_subject(alert_type: str, clinic: str | None, *, updated: bool = False) -> str:
+    """The e-mail subject of an alert; an alert that supersedes earlier ones says UPDATED first."""
+    subject = {"stroke.triage": "Stroke CT perfusion result",
+               "stroke.triage_failed": "Stroke CT perfusion: automated analysis failed, read manually",
+               "stroke.incoming": "Incoming stroke imaging"}.get(alert_type, "alert")
+    return f"[telerad] {'UPDATED: ' if updated else ''}{subject}{f' ({clinic})' if clinic else ''}"

@@ -107,3 +107,12 @@ def test_oncall_cli(tmp_path, capsys):
     assert SECRET not in json.dumps(listed)
     assert main(["remove", "Dr Li", *d]) == 0 and main(["remove", "Dr Li", *d]) == 2
     assert "no contact named 'Dr Li'" in capsys.readouterr().err
+
+
+def test_an_updated_alerts_email_subject_says_so():
+    from stroke.delivery import email_subject
+
+    assert email_subject("stroke.triage", "Township A") == "[telerad] Stroke CT perfusion result (Township A)"
+    assert email_subject("stroke.triage", "Township A", updated=True) == \
+        "[telerad] UPDATED: Stroke CT perfusion result (Township A)"
+    assert email_subject("stroke.incoming", None) == "[telerad] Incoming stroke imaging"
