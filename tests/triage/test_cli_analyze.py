@@ -199,3 +199,15 @@ def test_console_script_subprocess(ctp):
                           env=env, check=False)
     assert proc.returncode == 2 and "no DICOM images" in proc.stderr and proc.stdout == ""
     shutil.rmtree(empty)
+
+
+def test_the_stage_timing_tool_reports_every_stage_and_the_volumes(tmp_path, capsys):
+    """benchmarks/stages_ctp.py (the engine's own cost, decoding excluded) on a small written phantom."""
+    from benchmarks.stages_ctp import main as stages_main
+
+    truth = _phantom(tmp_path / "ctp")
+    assert stages_main([str(tmp_path / "ctp"), "--repeats", "2", "--maps", str(tmp_path / "maps.npz")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["repeats"] == 2 and {"bin", "masks", "aif", "deconvolution", "segmentation", "analyze"} <= set(out["best_s"])
+    assert abs(out["volumes_ml"]["core"] - truth["core_ml"]) <= max(5.0, 0.15 * truth["core_ml"])
+    assert set(np.load(tmp_path / "maps.npz").files) >= {"cbf", "tmax", "core", "tmax6", "brain"}
