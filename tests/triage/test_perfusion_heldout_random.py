@@ -27,8 +27,8 @@ from triage import ALGORITHM, analyze
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "triage_generalization.json"
 CI_CASES = 10
-#: set key in the JSON -> the fraction within tolerance measured for telerad-ctp 2.1.0 and again for 2.1.1 (the same
-#: numbers): 34, 33, 31 and 35 of 40; the third set (2.1.0) and the fourth (2.1.1) had never been seen by any engine;
+#: set key in the JSON -> the fraction within tolerance measured for telerad-ctp 2.1.0 and again for 2.1.1 and 2.1.2 (the
+#: same numbers): 34, 33, 31 and 35 of 40; the third set (2.1.0) and the fourth (2.1.1) had never been seen by any engine;
 #: the issue asks 0.9, not met
 FLOORS = {"heldout": 0.85, "heldout_fresh": 0.825, "heldout_third": 0.775, "heldout_fourth": 0.875}
 
@@ -63,6 +63,20 @@ def test_committed_plug_flow_warnings():
     assert all(c["residue"] == "box" for c in flagged), [c["seed"] for c in flagged if c["residue"] != "box"]
     assert len(flagged) >= 0.6 * len(box), (len(flagged), len(box))
     assert all(not c["reliable"] for c in flagged)
+
+
+def test_committed_high_noise_info():
+    """high_noise (2.1.2; threshold set on the tuning seeds) marks the scans whose volumes are right less often: measured
+    on the four held-out sets, 31 of the 44 flagged results within tolerance against 102 of the 116 others. It is info:
+    it never makes a result unreliable by itself."""
+    data = _committed()
+    cases = [c for key in FLOORS for c in data[key]["cases"]]
+    flagged = [c for c in cases if "high_noise" in c["warnings"]]
+    others = [c for c in cases if "high_noise" not in c["warnings"]]
+    assert (sum(c["ok"] for c in flagged), len(flagged)) == (31, 44)
+    assert (sum(c["ok"] for c in others), len(others)) == (102, 116)
+    assert sum(c["ok"] for c in flagged) / len(flagged) < sum(c["ok"] for c in others) / len(others)
+    assert any(c["reliable"] for c in flagged)
 
 
 def test_committed_fragile_eligibility():

@@ -172,6 +172,7 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
                                         "and late (hypoperfused) tissue is under-measured.",
                                         unwashed_fraction=pm["unwashed_fraction"]))
     warnings += quality.noise_warnings(noise_native, k)
+    warnings += quality.high_noise_warnings(noise_native, k, dt, pix_mm)
     if pm["fit_r2"] < quality.MIN_FIT_R2:
         warnings.append(quality.warning("poor_fit", "warning", f"the perfusion model explains only "
                                         f"{100 * pm['fit_r2']:.0f}% of the tissue signal (expected > "
