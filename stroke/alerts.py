@@ -5,7 +5,8 @@
 - A later analysis of the same study (more images arrived after the first was analysed) raises a
   new alert that *supersedes* the study's earlier triage alerts, in the same transaction: its
   message starts "UPDATED" and names them (``supersedes`` in the body), and they turn
-  ``superseded`` (a step) and stop escalating, so the team acts on the newest numbers only.
+  ``superseded`` (a step) and stop escalating, so the team acts on the newest numbers only. The runner
+  raises such an update even when no rule matches the later result, if the team had been alerted.
 - Each step is an ``alert_steps`` row whose unique (alert, step, tier) key makes it
   impossible to repeat; every step is timestamped.
 - ``alert_deliveries`` holds one row per (tier, contact, channel); the
@@ -100,6 +101,12 @@ class AlertService:
         if self.on_new:
             self.on_new()
         return alert_id
+
+    def live_alerts(self, study_uid: str, types: tuple[str, ...]) -> list[int]:
+        """Ids of the study's alerts of ``types`` that no later one has superseded."""
+        with self.sessions() as s:
+            return list(s.execute(select(Alert.id).where(Alert.study_uid == study_uid, Alert.type.in_(types),
+                                                         Alert.state != "superseded").order_by(Alert.id)).scalars())
 
     def _deliveries_for_tier(self, s: Session, alert: Alert, tier: int, now: datetime) -> int:
         contacts = self.roster.tier(tier)

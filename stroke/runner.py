@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from pacs_gateway.index.models import Clinic, Instance, Series, Study
 from stroke import compute, results, rules
 from stroke.compute import WorkerCrashed
+from stroke.config import AlertRule
 from stroke.models import TriageRun
 from telerad.clock import isoformat, utcnow
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+#: the rule name of an alert that only tells the team a later analysis replaced the one they were alerted on
+UPDATE_RULE = "update: the later analysis matches no rule"
 
 
 def _publish(store, outputs_rel: str) -> None:
@@ -164,6 +167,11 @@ class TriageRunner:
             return None
         on = rules.outcome(doc)
         rule = rules.decide(self.settings.alerts.rules, on, doc)
+        triage_types = (rules.ALERT_TYPES["triage"], rules.ALERT_TYPES["triage_failed"])
+        if rule is None and self.alerts.live_alerts(run.study_uid, triage_types):
+            # the team was alerted on an earlier analysis that this one replaces: tell them, even though no rule
+            # matches the newer result (the earlier alert is superseded and stops escalating)
+            rule = AlertRule(name=UPDATE_RULE, on=on, tier=1, escalate=False)
         if rule is None:
             log.info("triage of series %s: no alert rule matched", run.series_uid)
             return None
@@ -181,7 +189,7 @@ class TriageRunner:
             key=f"triage:{run.series_uid}:{version}{generation}", type=alert_type, rule=rule.name,
             study_uid=run.study_uid, series_uid=run.series_uid, clinic=clinic, message=body["message"], body=body,
             requires_ack=rule.escalate, tier=rule.tier, triage_run_id=run.id,
-            supersedes_types=(rules.ALERT_TYPES["triage"], rules.ALERT_TYPES["triage_failed"]))
+            supersedes_types=triage_types)
         return alert_id
 
     def _clinic(self, study_uid: str) -> str | None:

@@ -89,6 +89,32 @@ def test_images_arriving_after_the_analysis_give_an_updated_alert_that_supersede
         gw.stop()
 
 
+def test_a_later_analysis_that_matches_no_rule_still_supersedes_the_alert_the_team_got(tmp_path, webhook):
+    """Only failed or unreliable analyses alert here. The partial study alerts; the complete one is reliable and matches
+    no rule, yet the team is told (an UPDATED alert that needs no acknowledgement), and the first stops escalating."""
+    files = write_phantom(tmp_path / "ctp", "--seed", "26")
+    early = [f for f in files if _time_point(f) <= 20]
+    late = [f for f in files if _time_point(f) > 20]
+    rules = [{"name": "failed only", "on": "triage_failed", "tier": 1, "escalate": True}]
+    gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)],
+                                     **{"dicom.quiet_period_s": 2.0, "alerts.rules": rules}))
+    gw.start()
+    try:
+        assert len(stored_ok(run_storescu(early, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 160
+        first = verify_standard_webhook(SECRET_1, webhook.wait(1, 90)[0])
+        assert first["type"] == "stroke.triage_failed"
+        assert len(stored_ok(run_storescu(late, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 80
+        second = verify_standard_webhook(SECRET_1, webhook.wait(2, 90)[1])
+        assert second["type"] == "stroke.triage" and second["supersedes"] == [first["alert_id"]]
+        assert second["result"]["quality"]["reliable"] and second["message"].startswith("UPDATED, replaces alert #")
+        alerts = {a.id: a for a in _alerts(gw)}
+        assert alerts[second["alert_id"]].rule == "update: the later analysis matches no rule"
+        assert alerts[second["alert_id"]].requires_ack is False and alerts[second["alert_id"]].escalate_at is None
+        assert alerts[first["alert_id"]].state == "superseded" and alerts[first["alert_id"]].escalate_at is None
+    finally:
+        gw.stop()
+
+
 def test_a_killed_worker_process_is_replaced_and_the_job_rerun(tmp_path, webhook):
     files = write_phantom(tmp_path / "ctp", "--seed", "25", "--size", "256")
     gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))
