@@ -67,17 +67,22 @@ class AlertService:
     # creating ---------------------------------------------------------------------
     def raise_alert(self, *, key: str, type: str, rule: str | None, study_uid: str, series_uid: str | None,
                     clinic: str | None, message: str, body: dict, requires_ack: bool, tier: int = 1,
-                    triage_run_id: int | None = None, supersedes_types: tuple[str, ...] = ()) -> int | None:
+                    triage_run_id: int | None = None, supersedes_types: tuple[str, ...] = (),
+                    only_to_supersede: bool = False) -> int | None:
         """Create the alert and its tier's deliveries; None when ``key`` exists (a duplicate run).
 
         supersedes_types : the study's earlier alerts of these types (not yet superseded) are superseded by
-        this one: named in its message and body, marked ``superseded`` and no longer escalated."""
+        this one: named in its message and body, marked ``superseded`` and no longer escalated.
+        only_to_supersede : raise it only if there is such an earlier alert (else None), decided in the same
+        transaction."""
         now = utcnow()
         try:
             with self.sessions.begin() as s:
                 earlier = list(s.execute(select(Alert).where(
                     Alert.study_uid == study_uid, Alert.type.in_(supersedes_types), Alert.state != "superseded")
                     .order_by(Alert.id)).scalars()) if supersedes_types else []
+                if only_to_supersede and not earlier:
+                    return None
                 if earlier:
                     names = ", ".join(f"#{a.id}" for a in earlier)
                     message = f"UPDATED, replaces alert {names} (a later analysis of the study): {message}"
@@ -101,12 +106,6 @@ class AlertService:
         if self.on_new:
             self.on_new()
         return alert_id
-
-    def live_alerts(self, study_uid: str, types: tuple[str, ...]) -> list[int]:
-        """Ids of the study's alerts of ``types`` that no later one has superseded."""
-        with self.sessions() as s:
-            return list(s.execute(select(Alert.id).where(Alert.study_uid == study_uid, Alert.type.in_(types),
-                                                         Alert.state != "superseded").order_by(Alert.id)).scalars())
 
     def _deliveries_for_tier(self, s: Session, alert: Alert, tier: int, now: datetime) -> int:
         contacts = self.roster.tier(tier)

@@ -167,14 +167,11 @@ class TriageRunner:
             return None
         on = rules.outcome(doc)
         rule = rules.decide(self.settings.alerts.rules, on, doc)
-        triage_types = (rules.ALERT_TYPES["triage"], rules.ALERT_TYPES["triage_failed"])
-        if rule is None and self.alerts.live_alerts(run.study_uid, triage_types):
-            # the team was alerted on an earlier analysis that this one replaces: tell them, even though no rule
-            # matches the newer result (the earlier alert is superseded and stops escalating)
+        # no rule matches: still tell a team that was alerted on an earlier analysis of the study, which this one
+        # replaces (raise_alert raises it only if there is such an alert, and supersedes it)
+        update_only = rule is None
+        if update_only:
             rule = AlertRule(name=UPDATE_RULE, on=on, tier=1, escalate=False)
-        if rule is None:
-            log.info("triage of series %s: no alert rule matched", run.series_uid)
-            return None
         alert_type = rules.ALERT_TYPES[on]
         clinic = self._clinic(run.study_uid)
         now = utcnow()
@@ -189,7 +186,10 @@ class TriageRunner:
             key=f"triage:{run.series_uid}:{version}{generation}", type=alert_type, rule=rule.name,
             study_uid=run.study_uid, series_uid=run.series_uid, clinic=clinic, message=body["message"], body=body,
             requires_ack=rule.escalate, tier=rule.tier, triage_run_id=run.id,
-            supersedes_types=triage_types)
+            supersedes_types=(rules.ALERT_TYPES["triage"], rules.ALERT_TYPES["triage_failed"]),
+            only_to_supersede=update_only)
+        if alert_id is None and update_only:
+            log.info("triage of series %s: no alert rule matched", run.series_uid)
         return alert_id
 
     def _clinic(self, study_uid: str) -> str | None:

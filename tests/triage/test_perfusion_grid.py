@@ -76,3 +76,14 @@ def test_brain_masks_match_a_whole_grid_erosion_of_the_intracranial_space():
     expected = ndimage.binary_erosion(m["intracranial"], _CROSS, iterations=margin_px)
     assert m["intracranial"].any() and m["brain"].any()
     assert np.array_equal(m["brain"], expected)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_a_mask_upsampled_on_a_box_is_the_whole_nearest_block_upsampling_there(k):
+    rng = np.random.default_rng(k)
+    ny, nx = 4 * 16 + 3, 4 * 15 + 1  # native sizes that do not fill the last block
+    mask = rng.random((3, ny // k, nx // k)) > 0.5
+    whole = np.pad(np.repeat(np.repeat(mask, k, axis=1), k, axis=2),
+                   ((0, 0), (0, ny - ny // k * k), (0, nx - nx // k * k)), mode="edge")
+    for box in [_random_box(rng, (3, ny, nx)) for _ in range(25)] + [(slice(0, 3), slice(0, ny), slice(0, nx))]:
+        assert np.array_equal(grid.upsample_mask(mask, k, box), whole[box]), box

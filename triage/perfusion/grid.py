@@ -148,13 +148,13 @@ def _upsample_block(vol: np.ndarray, k: int, shape_yx: tuple[int, int]) -> np.nd
     return out
 
 
-def upsample_mask(mask: np.ndarray, k: int, shape_yx: tuple[int, int]) -> np.ndarray:
-    """Working bool (Z, y, x) -> native bool (Z, Y, X), nearest block."""
-    out = mask if k == 1 else np.repeat(np.repeat(mask, k, axis=1), k, axis=2)
-    ny, nx = shape_yx
-    if out.shape[1:] != (ny, nx):
-        out = np.pad(out, ((0, 0), (0, ny - out.shape[1]), (0, nx - out.shape[2])), mode="edge")
-    return out
+def upsample_mask(mask: np.ndarray, k: int, box: tuple[slice, ...]) -> np.ndarray:
+    """Working bool (Z, y, x) -> its nearest-block native upsampling, the native (Z, Y, X) ``box`` of it only;
+    native rows/columns past the last whole block (dropped by ``bin_inplane``) take the last block."""
+    zs, ys, xs = box
+    rows = np.minimum(np.arange(ys.start, ys.stop) // k, mask.shape[1] - 1)
+    cols = np.minimum(np.arange(xs.start, xs.stop) // k, mask.shape[2] - 1)
+    return mask[zs][:, rows][:, :, cols]
 
 
 def downsample_mask(mask: np.ndarray, k: int, frac: float = 0.5) -> np.ndarray:

@@ -154,7 +154,7 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
     # native-resolution work (maps, segmentation) runs on the brain's bounding box: every tissue voxel is inside it
     brain = m["brain"]
     box = grid.bounding_box(brain)
-    tissue = m["tissue"][box] & ~grid.upsample_mask(vessel_w, k, (ny, nx))[box]
+    tissue = m["tissue"][box] & ~grid.upsample_mask(vessel_w, k, box)
     index = _nearest_index(tissue_w)
     native = {name: grid.upsample(_fill(pm[name], index), k, (ny, nx), box)
               for name in ("cbf", "cbv", "mtt", "tmax", "cbf_bcsvd", "cbf_edge") if name in pm}
@@ -185,13 +185,12 @@ def run_pipeline(series: PerfusionSeries, *, backend: str = "numpy", device: str
     if cnr < quality.MIN_CNR:
         warnings.append(quality.warning("low_cnr", "warning", f"tissue contrast-to-noise {cnr:.1f} is below "
                                         f"{quality.MIN_CNR:.0f}; maps are unreliable.", cnr=cnr))
-    native.update(rcbf=np.nan_to_num(seg["rcbf"], copy=False), core=seg["core"], tmax6=seg["tmax6"],
-                  tmax10=seg["tmax10"])
+    native["rcbf"] = np.nan_to_num(seg["rcbf"], copy=False)
     outside = ~brain[box]
-    for vol in native.values():
-        if vol.dtype != bool:
-            np.copyto(vol, np.float32(0.0), where=outside)
-    out_maps = {name: grid.paste(vol, box, brain.shape) for name, vol in native.items()}
+    for vol in native.values():  # the float maps, shown inside the brain only
+        np.copyto(vol, np.float32(0.0), where=outside)
+    out_maps = {name: grid.paste(vol, box, brain.shape)
+                for name, vol in {**native, "core": seg["core"], "tmax6": seg["tmax6"], "tmax10": seg["tmax10"]}.items()}
     out_maps["brain"] = brain
     edge = bool(out_maps["tmax6"][0].any() or out_maps["tmax6"][-1].any())
     warnings += quality.coverage_warnings(nz, dz, edge)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,11 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 from pacs_gateway.index.models import Clinic, Delivery, Event
 from stroke.models import AlertStep
-from telerad.clock import utcnow
 from viewer.auth import CurrentUser, CurrentUserDep, require_roles
 from viewer.models import Report, StudyClaim
 from viewer.pages.render import HOME, render
-from viewer.reading import worklist
+from viewer.reading import claims, worklist
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[CurrentUser, Depends(require_roles("radiologist", "admin"))]
@@ -73,11 +71,11 @@ async def worklist_rows(request: Request, user: Reader, clinic: str | None = Non
 
 def fingerprint(sessions, claim_idle_min: float) -> tuple:
     """Changes whenever a study, alert, claim (taken, renewed, released or lapsed), report or delivery changes."""
-    live_since = utcnow() - timedelta(minutes=claim_idle_min)
+    since = claims.live_since(claim_idle_min)
     with sessions() as s:
         return (s.execute(select(func.max(Event.id))).scalar(), s.execute(select(func.max(AlertStep.id))).scalar(),
                 tuple(s.execute(select(func.count(StudyClaim.study_uid), func.max(StudyClaim.claimed_at))
-                                .where(StudyClaim.claimed_at > live_since)).one()),
+                                .where(StudyClaim.claimed_at > since)).one()),
                 s.execute(select(func.max(Report.updated_at))).scalar(),
                 s.execute(select(func.max(Delivery.updated_at))).scalar())
 

@@ -20,15 +20,20 @@ from viewer.models import StudyClaim
 from viewer.problems import Problem
 
 
+def live_since(idle_min: float, now: datetime | None = None) -> datetime:
+    """A claim taken or renewed after this moment has not lapsed."""
+    return (now or utcnow()) - timedelta(minutes=idle_min)
+
+
 def _live(c: StudyClaim, idle_min: float, now: datetime) -> bool:
-    return as_utc(c.claimed_at) > now - timedelta(minutes=idle_min)
+    return as_utc(c.claimed_at) > live_since(idle_min, now)
 
 
-def active(s: Session, study_uids: list[str], idle_min: float, now: datetime | None = None) -> dict[str, StudyClaim]:
+def active(s: Session, study_uids: list[str], idle_min: float) -> dict[str, StudyClaim]:
     """The claims of ``study_uids`` that have not lapsed, by study."""
-    now = now or utcnow()
-    rows = s.execute(select(StudyClaim).where(StudyClaim.study_uid.in_(study_uids))).scalars()
-    return {c.study_uid: c for c in rows if _live(c, idle_min, now)}
+    rows = s.execute(select(StudyClaim).where(StudyClaim.study_uid.in_(study_uids),
+                                              StudyClaim.claimed_at > live_since(idle_min))).scalars()
+    return {c.study_uid: c for c in rows}
 
 
 def claim(sessions, user, study_uid: str, *, idle_min: float) -> dict:
