@@ -6,7 +6,10 @@
   new alert that *supersedes* the study's earlier triage alerts, in the same transaction: its
   message starts "UPDATED" and names them (``supersedes`` in the body), and they turn
   ``superseded`` (a step) and stop escalating, so the team acts on the newest numbers only. The runner
-  raises such an update even when no rule matches the later result, if the team had been alerted.
+  raises such an update even when no rule matches the later result, if the team had been alerted. A later
+  analysis that tells the team exactly what its live alert says (same type, rule and message: the same rounded
+  volumes, verdicts and warnings, e.g. a modality that resent the series) raises nothing: the live alert keeps
+  its escalation clock and gets a ``confirmed`` step, so nobody is paged twice for one finding.
 - Each step is an ``alert_steps`` row whose unique (alert, step, tier) key makes it
   impossible to repeat; every step is timestamped.
 - ``alert_deliveries`` holds one row per (tier, contact, channel); the
@@ -59,6 +62,17 @@ def add_step(s: Session, alert_id: int, step: str, tier: int, *, user: str | Non
     return True
 
 
+def updated_prefix(ids: list[int]) -> str:
+    """The start of the message of an alert that supersedes the alerts ``ids``."""
+    return f"UPDATED, replaces alert {', '.join(f'#{i}' for i in ids)} (a later analysis of the study): "
+
+
+def finding(alert: Alert) -> str:
+    """What an alert told the team: its message without the UPDATED prefix (the same text for the same finding)."""
+    prefix = updated_prefix((alert.body or {}).get("supersedes") or []) if (alert.body or {}).get("supersedes") else ""
+    return alert.message[len(prefix):] if prefix and alert.message.startswith(prefix) else alert.message
+
+
 class AlertService:
     def __init__(self, settings: AlertSettings, sessions: sessionmaker, roster: Roster, on_new=None):
         self.settings, self.sessions, self.roster = settings, sessions, roster
@@ -74,7 +88,8 @@ class AlertService:
         supersedes_types : the study's earlier alerts of these types (not yet superseded) are superseded by
         this one: named in its message and body, marked ``superseded`` and no longer escalated.
         only_to_supersede : raise it only if there is such an earlier alert (else None), decided in the same
-        transaction."""
+        transaction. When the newest such alert already says the same (type, rule and message), nothing is
+        raised (None) and that alert gets a ``confirmed`` step instead."""
         now = utcnow()
         try:
             with self.sessions.begin() as s:
@@ -83,9 +98,14 @@ class AlertService:
                     .order_by(Alert.id)).scalars()) if supersedes_types else []
                 if only_to_supersede and not earlier:
                     return None
+                if earlier and (earlier[-1].type, earlier[-1].rule, finding(earlier[-1])) == (type, rule, message):
+                    live = earlier[-1]
+                    add_step(s, live.id, "confirmed", live.tier, at=now,
+                             detail=f"a later analysis of the study ({key}) gave the same result")
+                    log.info("alert %d confirmed by a later analysis (%s): the same result, not raised again", live.id, key)
+                    return None
                 if earlier:
-                    names = ", ".join(f"#{a.id}" for a in earlier)
-                    message = f"UPDATED, replaces alert {names} (a later analysis of the study): {message}"
+                    message = updated_prefix([a.id for a in earlier]) + message
                     body = {**body, "message": message, "supersedes": [a.id for a in earlier]}
                 alert = Alert(key=key, type=type, rule=rule, study_uid=study_uid, series_uid=series_uid,
                               triage_run_id=triage_run_id, clinic=clinic, message=message, body=body,

@@ -189,7 +189,8 @@ class TriageRunner:
             supersedes_types=(rules.ALERT_TYPES["triage"], rules.ALERT_TYPES["triage_failed"]),
             only_to_supersede=update_only)
         if alert_id is None and update_only:
-            log.info("triage of series %s: no alert rule matched", run.series_uid)
+            log.info("triage of series %s: no alert rule matched, or the live alert already says the same",
+                     run.series_uid)
         return alert_id
 
     def _clinic(self, study_uid: str) -> str | None:

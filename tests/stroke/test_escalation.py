@@ -147,3 +147,29 @@ def test_a_later_analysis_supersedes_the_studys_earlier_alert_which_stops_escala
                                          body={**body, "message": "m3"}, requires_ack=True, tier=1,
                                          supersedes_types=("stroke.triage",))
     assert gw.stroke.alerts.get(third)["message"].startswith(f"UPDATED, replaces alert #{second} (")
+
+
+def test_a_later_analysis_with_the_same_result_pages_nobody_and_confirms_the_live_alert(two_tiers):
+    """A modality resent the series and the new analysis says exactly what the live alert says (same type, rule and
+    message): no second page, no UPDATED alert; the live alert gets a "confirmed" step and keeps its escalation.
+    A later analysis that says something else still supersedes it."""
+    gw, a, b = two_tiers
+    body = {"type": "stroke.triage", "study_instance_uid": "1.2.3", "clinic": None, "result": None, "message": "m1"}
+
+    def analysis(generation, message, rule="perfusion deficit"):
+        return gw.stroke.alerts.raise_alert(
+            key=f"triage:1.2.3:1.0.0:g{generation}", type="stroke.triage", rule=rule, study_uid="1.2.3",
+            series_uid="1.2.3.4", clinic=None, message=message, body={**body, "message": message},
+            requires_ack=True, tier=1, supersedes_types=("stroke.triage", "stroke.triage_failed"))
+
+    first = analysis(1, "m1")
+    a.wait(1, 10)
+    assert analysis(2, "m1") is None  # the same finding
+    assert ("confirmed", 1) in _steps(gw, first) and gw.stroke.alerts.get(first)["state"] != "superseded"
+    assert verify_standard_webhook(SECRET_2, b.wait(1, 15)[0])["alert_id"] == first  # it still escalates
+    assert len(a.accepted()) == 1
+    assert analysis(3, "m1", rule="large core") is not None  # another rule: a different finding
+    second = analysis(4, "m2")
+    assert gw.stroke.alerts.get(second)["message"].startswith("UPDATED, replaces alert #")
+    # an UPDATED alert is confirmed by its own finding, without the prefix
+    assert analysis(5, "m2") is None and ("confirmed", 1) in _steps(gw, second)

@@ -47,7 +47,7 @@ def test_worklist_orders_stroke_alerts_first_then_priority_then_waiting(env):
 
 
 def test_a_superseded_alert_says_so_and_offers_no_acknowledge_button(env):
-    from stroke.models import Alert
+    from stroke.models import Alert, AlertStep
     from telerad.clock import utcnow
 
     with env.sessions.begin() as s:
@@ -62,6 +62,13 @@ def test_a_superseded_alert_says_so_and_offers_no_acknowledge_button(env):
     assert "data-ack=" not in cards["1"] and 'data-ack="2"' in cards["2"]
     row = next(r for r in env.client("rad").get("/api/worklist").json() if r["study_instance_uid"] == STUDY_A)
     assert row["alert"]["id"] == 2 and row["alert"]["state"] == "sent"
+    assert "gave the same result" not in page
+    with env.sessions.begin() as s:  # a third analysis said the same as alert 2
+        s.add(AlertStep(alert_id=2, step="confirmed", tier=1, at=utcnow(), detail="same result"))
+    page = env.client("stroke1", cookie=True).get("/stroke/rows", headers={"accept": "text/html"}).text
+    cards = {c.split('data-alert="')[1].split('"')[0]: c for c in page.split('<div class="card alert ')[1:]}
+    assert "A later analysis of this study gave the same result" in cards["2"] and 'data-ack="2"' in cards["2"]
+    assert "gave the same result" not in cards["1"]
 
 
 def test_claims_show_who_reads_and_only_an_admin_breaks_them(env):

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from stroke.models import Alert, TriageRun
+from stroke.models import Alert, AlertStep, TriageRun
 from stroke.rules import DISCLAIMER, warnings_text
 from viewer.auth import CurrentUser, require_roles
 from viewer.pages.render import render
@@ -51,6 +51,9 @@ def _alerts(request: Request) -> list[dict]:
         alerts = s.execute(select(Alert).order_by(Alert.id.desc()).limit(50)).scalars().all()
         runs = {r.id: r for r in s.execute(select(TriageRun).where(
             TriageRun.id.in_([a.triage_run_id for a in alerts if a.triage_run_id]))).scalars()}
+        confirmed = dict(s.execute(select(AlertStep.alert_id, func.max(AlertStep.at)).where(
+            AlertStep.alert_id.in_([a.id for a in alerts]), AlertStep.step == "confirmed")
+            .group_by(AlertStep.alert_id)).all())
     out = []
     for a in alerts:
         run = runs.get(a.triage_run_id)
@@ -59,7 +62,8 @@ def _alerts(request: Request) -> list[dict]:
                     "numbers": [(label, result.get(key)) for key, label in (
                         ("core_ml", "Core, mL"), ("tmax6_ml", "Tmax>6 s, mL"), ("mismatch_ml", "Mismatch, mL"),
                         ("mismatch_ratio", "Ratio"))] if result else [],
-                    "algorithm": (a.body or {}).get("algorithm"), "warnings": warnings_text(result) if result else []})
+                    "algorithm": (a.body or {}).get("algorithm"), "warnings": warnings_text(result) if result else [],
+                    "confirmed_at": confirmed.get(a.id)})
     return out
 
 
