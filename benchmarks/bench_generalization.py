@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from sample_dicom.random_cases import (HELDOUT_SEEDS, SCORED_HELDOUT_SETS, TUNING_SEEDS, score_case,  # noqa: E402
                                        tmax_bands)
 from sample_dicom.random_phantom import make_random_phantom  # noqa: E402
@@ -63,9 +65,21 @@ def case_row(seed: int, phantom, method: str, backend: str, bands: bool = False)
                residue=pr["residue"]["family"], kernel=pr["residue"]["kernel"],
                artery_slices=len(p.truth["artery_slices"]),
                sinus_over_artery=round(p.truth["vein_peak_hu"] / max(p.truth["artery_peak_hu"], 1e-6), 2))
+    if r.status == "ok":  # absolute CBF and CBV against the truth, in tissue outside the lesion (not scored)
+        row.update(healthy_ratios(r.maps, p.truth_maps))
     if bands and r.status == "ok":
         row["tmax_bands"] = tmax_bands(r.maps, p.truth_maps, p.series.voxel_ml)
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def healthy_ratios(maps: dict, truth_maps: dict) -> dict:
+    """Median engine / true CBF and CBV over tissue outside the lesion: how far the absolute values are off (the core
+    and the thresholds use relative CBF and Tmax only). {"cbf_ratio": ..., "cbv_ratio": ...}, None without tissue."""
+    healthy = truth_maps["tissue"] & (truth_maps["zone"] == 0) & np.isfinite(maps["cbf"]) & np.isfinite(maps["cbv"])
+    if not healthy.any():
+        return {"cbf_ratio": None, "cbv_ratio": None}
+    return {name + "_ratio": round(float(np.median(maps[name][healthy]) / np.median(truth_maps[name][healthy])), 3)
+            for name in ("cbf", "cbv")}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -92,7 +106,16 @@ def summary(rows: list[dict]) -> dict:
                                 "defuse3_wrong": [r["seed"] for r in wrong],
                                 "defuse3_wrong_flagged": [r["seed"] for r in wrong
                                                           if "fragile_eligibility" in r["warnings"]]},
+        # absolute values against the truth outside the lesion (median of the cases' medians), by residue family
+        "healthy_ratio_median": {fam: {name: _median([r.get(name + "_ratio") for r in done
+                                                      if fam == "all" or r.get("residue") == fam])
+                                       for name in ("cbf", "cbv")} for fam in ("all", "exp", "gamma", "box")},
     }
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 2) if values else None
 
 
 def _run_set(name: str, seeds, methods: list[str], backend: str) -> dict[str, dict]:
