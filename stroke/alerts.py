@@ -69,7 +69,8 @@ def updated_prefix(ids: list[int]) -> str:
 
 def finding(alert: Alert) -> str:
     """What an alert told the team: its message without the UPDATED prefix (the same text for the same finding)."""
-    prefix = updated_prefix((alert.body or {}).get("supersedes") or []) if (alert.body or {}).get("supersedes") else ""
+    ids = (alert.body or {}).get("supersedes")
+    prefix = updated_prefix(ids) if ids else ""
     return alert.message[len(prefix):] if prefix and alert.message.startswith(prefix) else alert.message
 
 
@@ -102,7 +103,8 @@ class AlertService:
                     live = earlier[-1]
                     add_step(s, live.id, "confirmed", live.tier, at=now,
                              detail=f"a later analysis of the study ({key}) gave the same result")
-                    log.info("alert %d confirmed by a later analysis (%s): the same result, not raised again", live.id, key)
+                    log.info("alert %d confirmed by a later analysis (%s): the same result, not raised again",
+                             live.id, key)
                     return None
                 if earlier:
                     message = updated_prefix([a.id for a in earlier]) + message

@@ -98,7 +98,8 @@ class AlertStep(Base):
     __table_args__ = (UniqueConstraint("alert_id", "step", "tier"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
-    step: Mapped[str] = mapped_column(String(16))  # created | sent | acknowledged | escalated | superseded | confirmed | ...
+    # created | sent | acknowledged | escalated | superseded | confirmed | ...
+    step: Mapped[str] = mapped_column(String(16))
     tier: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     user: Mapped[str | None] = mapped_column(String(128))
