@@ -8,6 +8,17 @@ links in ``index.html`` and webpack's public path in the bundles). ``app-config.
 not taken from the package: :mod:`viewer.ohif` serves one that points at ``/dicomweb``. Large
 text and wasm files get a gzipped copy (``name.gz``) for browsers that accept it.
 
+Two null checks are added to the DICOM SR extension (:data:`SR_FIXES`). Without them OHIF 3.13.2
+fails with "Something went wrong" when a radiologist opens a TID 1500 report whose measurement
+groups have no spatial coordinates, which is the case for telerad's own triage SR (volumes only):
+
+- ``measurement.coords[0]`` is undefined for such a group;
+- ``getUIDsFromImageID`` returns nothing for the SEG's display set, which OHIF then searches for
+  the group's image.
+
+The fixed bundle is marked ``VERSION+telerad.N`` (:data:`LOCAL_PATCH`), so an unpatched copy is
+fetched again.
+
 Run ``python -m viewer.ohif_fetch [--force]``; it exits 1 with the reason when npm is
 missing or the download fails, and leaves any earlier copy in place.
 """
@@ -32,6 +43,14 @@ PRUNE_DIRS = ("ort/", "dicom-microscopy-viewer/")
 PRUNE_FILES = ("app-config.js", "_redirects", "_headers", "serve.json", "google.js")
 PUBLIC_PATH = b'__webpack_require__.p = "/";'
 GZIP_SUFFIXES = {".js", ".css", ".wasm", ".html", ".json", ".svg"}
+LOCAL_PATCH = "telerad.1"  # bump when SR_FIXES change: installed copies are fetched and patched again
+#: (unpatched text, patched text) in the DICOM SR extension's bundle of OHIF_VERSION
+SR_FIXES = (
+    (b"const referencedSOPSequence = measurement.coords[0].ReferencedSOPSequence;",
+     b"const referencedSOPSequence = measurement.coords[0]?.ReferencedSOPSequence;"),
+    (b"} = metadataProvider.getUIDsFromImageID(imageId);\n    const key = `${SOPInstanceUID}:${frameNumber || 1}`;",
+     b"} = metadataProvider.getUIDsFromImageID(imageId) || {};\n    const key = `${SOPInstanceUID}:${frameNumber || 1}`;"),
+)
 GZIP_MIN_BYTES = 4096
 
 
@@ -82,6 +101,26 @@ def _rebase(root: Path) -> None:
         raise FetchError(f"no bundle of {OHIF_PACKAGE}@{OHIF_VERSION} sets webpack's public path; cannot serve it at {PREFIX}")
 
 
+def install_id(version: str = OHIF_VERSION) -> str:
+    """What the marker of a copy of ``version`` with this module's fixes says."""
+    return f"{version}+{LOCAL_PATCH}"
+
+
+def _fix_sr(root: Path) -> int:
+    """Apply :data:`SR_FIXES` to the bundles under ``root``; returns how many were applied (each applies once)."""
+    applied = 0
+    for js in root.glob("*.js"):
+        data = js.read_bytes()
+        fixed = data
+        for old, new in SR_FIXES:
+            if old in fixed:
+                fixed = fixed.replace(old, new)
+                applied += 1
+        if fixed is not data:
+            js.write_bytes(fixed)
+    return applied
+
+
 def _precompress(root: Path) -> None:
     """``name.gz`` next to each large text or wasm file, served to browsers that accept gzip
     (the 17 MB app bundle is about 4 MB gzipped: a modest PC on a slow link waits far less)."""
@@ -95,7 +134,7 @@ def _precompress(root: Path) -> None:
 
 def fetch(dest: Path = DIST, *, version: str = OHIF_VERSION, force: bool = False, npm: str = "npm") -> Path:
     """Download, prune and rebase OHIF into ``dest`` (atomically replacing an older copy)."""
-    if not force and installed(dest) == version:
+    if not force and installed(dest) == install_id(version):
         return dest
     if shutil.which(npm) is None:
         raise FetchError("npm is not installed; install Node.js and npm (Debian: apt-get install npm), then run 'make viewer'")
@@ -123,8 +162,12 @@ def fetch(dest: Path = DIST, *, version: str = OHIF_VERSION, force: bool = False
         shutil.rmtree(staging, ignore_errors=True)
         raise FetchError(f"{OHIF_PACKAGE}@{version} has no dist/index.html; is it a prebuilt package?")
     _rebase(staging)
+    fixed = _fix_sr(staging)
+    if fixed != len(SR_FIXES):  # another build of OHIF: it runs, but a report without coordinates may not open
+        print(f"make viewer: {fixed} of the {len(SR_FIXES)} fixes of the DICOM SR viewer applied to "
+              f"{OHIF_PACKAGE}@{version}", file=sys.stderr)
     _precompress(staging)
-    (staging / MARKER).write_text(version + "\n")
+    (staging / MARKER).write_text(install_id(version) + "\n")
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if dest.exists():

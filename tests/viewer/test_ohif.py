@@ -99,6 +99,8 @@ def test_ohif_shows_the_study_and_its_triage_seg_and_sr(ctp_study, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
+            crashes: list[str] = []  # OHIF's error boundary logs what made it show "Something went wrong"
+            page.on("console", lambda m: crashes.append(m.text[:300]) if "Error Boundary" in m.text else None)
             page.set_default_timeout(30_000)
 
             def on_response(r):
@@ -160,7 +162,8 @@ def test_ohif_shows_the_study_and_its_triage_seg_and_sr(ctp_study, tmp_path):
             assert colored >= grey + 5000, f"no segmentation drawn over the CT ({colored} vs {grey} colored pixels)"
             assert _viewport_pixels(page).std() > 20
 
-            # the SR (volumes only, no spatial coordinates): OHIF replaces the CT by its SR viewport
+            # the SR (volumes only, no spatial coordinates): OHIF replaces the CT by its SR viewport. Unfixed,
+            # OHIF 3.13.2 fails there ("Something went wrong"; viewer.ohif_fetch.SR_FIXES)
             page.get_by_text("SR", exact=True).first.dblclick()
             deadline = time.monotonic() + 30
             while "TemporalPositionIdentifier" in page.locator("body").inner_text() and time.monotonic() < deadline:
@@ -168,7 +171,9 @@ def test_ohif_shows_the_study_and_its_triage_seg_and_sr(ctp_study, tmp_path):
             assert "TemporalPositionIdentifier" not in page.locator("body").inner_text(), "the SR did not open"
             page.wait_for_timeout(1000)
             page.screenshot(path=str(shots / "3-sr.png"))
-            assert "Error" not in page.locator("body").inner_text()
+            text = page.locator("body").inner_text()
+            assert "Error" not in text and "went wrong" not in text, text[-500:]
+            assert not crashes, crashes
 
             # a JPEG-LS study: OHIF gets the stored bitstreams (transfer-syntax=*) and decodes them itself
             page.goto(f"{run.base}/ohif/viewer?StudyInstanceUIDs={STUDY_B}")
@@ -203,3 +208,17 @@ def test_without_the_viewer_the_page_says_how_to_install_it(tmp_path):
         assert ohif.OHIF_VERSION in r.text
     finally:
         engine.dispose()
+
+
+def test_the_sr_viewer_fixes_apply_once(tmp_path):
+    """viewer.ohif_fetch patches the SR extension's bundle once; the installed copy carries the patch level."""
+    from viewer import ohif_fetch
+
+    bundle = tmp_path / "1.bundle.js"
+    bundle.write_bytes(b"a;\n" + b"\n".join(old for old, _ in ohif_fetch.SR_FIXES) + b"\nb;")
+    (tmp_path / "2.bundle.js").write_bytes(b"untouched")
+    assert ohif_fetch._fix_sr(tmp_path) == len(ohif_fetch.SR_FIXES)
+    data = bundle.read_bytes()
+    assert all(new in data and old not in data for old, new in ohif_fetch.SR_FIXES)
+    assert ohif_fetch._fix_sr(tmp_path) == 0 and (tmp_path / "2.bundle.js").read_bytes() == b"untouched"
+    assert ohif_fetch.install_id("3.13.2") == f"3.13.2+{ohif_fetch.LOCAL_PATCH}"
