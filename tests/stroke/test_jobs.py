@@ -115,6 +115,50 @@ def test_a_later_analysis_that_matches_no_rule_still_supersedes_the_alert_the_te
         gw.stop()
 
 
+def test_a_resent_study_is_analysed_again_but_pages_nobody_twice(tmp_path, webhook):
+    """The modality resends the whole CTP, re-encoded (implicit VR: other bytes, the same images): the new versions
+    make the series analysed again (generation 2), with the same result, so the team gets no second page; the first
+    alert is confirmed (a step) and keeps escalating. Before, the resend raised an UPDATED alert with the same
+    numbers. (A byte-identical resend is a duplicate and is not analysed again.)"""
+    import time
+
+    import pydicom
+
+    from stroke.models import AlertStep
+
+    files = write_phantom(tmp_path / "ctp", "--seed", "26")
+    resent = []
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        resent.append(tmp_path / "resent" / f"{i:04d}.dcm")
+        resent[-1].parent.mkdir(exist_ok=True)
+        ds.save_as(resent[-1], implicit_vr=True, little_endian=True, enforce_file_format=True)
+    assert resent[0].read_bytes() != files[0].read_bytes()
+    gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)], **{"dicom.quiet_period_s": 2.0}))
+    gw.start()
+    try:
+        assert len(stored_ok(run_storescu(files, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 240
+        first = verify_standard_webhook(SECRET_1, webhook.wait(1, 90)[0])
+        wait_until(lambda: [(r.state, r.generation) for r in _runs(gw)] == [("done", 1)], 60, what="the first run")
+        assert len(stored_ok(run_storescu(resent, LOOPBACK, gw.settings.dicom.port, GATEWAY_AE, "TELERAD"))) == 240
+        wait_until(lambda: [(r.state, r.generation) for r in _runs(gw)] == [("done", 2)], 90,
+                   what="the second analysis done")
+
+        def confirmed():
+            with gw.sessions() as s:
+                return s.execute(select(AlertStep).where(AlertStep.alert_id == first["alert_id"],
+                                                         AlertStep.step == "confirmed")).scalar()
+        step = wait_until(confirmed, 30, what="the confirmed step")
+        assert "gave the same result" in step.detail
+        time.sleep(1.0)  # the alert worker polls every 0.1-1 s: a second page would have gone out by now
+        assert len(webhook.accepted()) == 1 and len(_alerts(gw)) == 1
+        (alert,) = _alerts(gw)
+        assert alert.state != "superseded" and alert.escalate_at is not None
+    finally:
+        gw.stop()
+
+
 def test_a_killed_worker_process_is_replaced_and_the_job_rerun(tmp_path, webhook):
     files = write_phantom(tmp_path / "ctp", "--seed", "25", "--size", "256")
     gw = build_gateway(make_settings(tmp_path, oncall=[contact("Dr A", 1, webhook)]))
