@@ -70,8 +70,7 @@ def updated_prefix(ids: list[int]) -> str:
 def finding(alert: Alert) -> str:
     """What an alert told the team: its message without the UPDATED prefix (the same text for the same finding)."""
     ids = (alert.body or {}).get("supersedes")
-    prefix = updated_prefix(ids) if ids else ""
-    return alert.message[len(prefix):] if prefix and alert.message.startswith(prefix) else alert.message
+    return alert.message.removeprefix(updated_prefix(ids)) if ids else alert.message
 
 
 class AlertService:

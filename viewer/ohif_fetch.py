@@ -80,45 +80,43 @@ def _keep(name: str) -> str | None:
     return rel
 
 
+def _patch_bundles(root: Path, pairs) -> list[int]:
+    """Replace each (old, new) bytes pair in the JavaScript bundles under ``root``, reading and writing each bundle
+    once; returns, per pair, how many bundles held ``old``."""
+    counts = [0] * len(pairs)
+    for js in root.glob("*.js"):
+        data = fixed = js.read_bytes()
+        for i, (old, new) in enumerate(pairs):
+            if old in fixed:
+                fixed = fixed.replace(old, new)
+                counts[i] += 1
+        if fixed is not data:
+            js.write_bytes(fixed)
+    return counts
+
+
 def _rebase(root: Path) -> None:
-    """Move the build from ``/`` to :data:`PREFIX`."""
+    """Move the build from ``/`` to :data:`PREFIX`, and add :data:`SR_FIXES` (one pass over the bundles)."""
     index = root / "index.html"
     html = index.read_text(encoding="utf-8")
     html = html.replace('window.PUBLIC_URL="/"', f'window.PUBLIC_URL="{PREFIX}"')
     html = html.replace('href="/', f'href="{PREFIX}').replace('src="/', f'src="{PREFIX}')
     index.write_text(html, encoding="utf-8")
-    patched = 0
-    for js in root.glob("*.js"):
-        data = js.read_bytes()
-        if PUBLIC_PATH in data:
-            js.write_bytes(data.replace(PUBLIC_PATH, f'__webpack_require__.p = "{PREFIX}";'.encode()))
-            patched += 1
+    public, *fixes = _patch_bundles(root, ((PUBLIC_PATH, f'__webpack_require__.p = "{PREFIX}";'.encode()), *SR_FIXES))
     for css in root.glob("*.css"):
         text = css.read_text(encoding="utf-8")
         if "url(/" in text:
             css.write_text(text.replace("url(/", f"url({PREFIX}"), encoding="utf-8")
-    if not patched:
+    if not public:
         raise FetchError(f"no bundle of {OHIF_PACKAGE}@{OHIF_VERSION} sets webpack's public path; cannot serve it at {PREFIX}")
+    if sum(fixes) != len(SR_FIXES):  # another build of OHIF: it runs, but a report without coordinates may not open
+        print(f"make viewer: {sum(fixes)} of the {len(SR_FIXES)} fixes of the DICOM SR viewer applied to "
+              f"{OHIF_PACKAGE}@{OHIF_VERSION}", file=sys.stderr)
 
 
 def install_id(version: str = OHIF_VERSION) -> str:
     """What the marker of a copy of ``version`` with this module's fixes says."""
     return f"{version}+{LOCAL_PATCH}"
-
-
-def _fix_sr(root: Path) -> int:
-    """Apply :data:`SR_FIXES` to the bundles under ``root``; returns how many were applied (each applies once)."""
-    applied = 0
-    for js in root.glob("*.js"):
-        data = js.read_bytes()
-        fixed = data
-        for old, new in SR_FIXES:
-            if old in fixed:
-                fixed = fixed.replace(old, new)
-                applied += 1
-        if fixed is not data:
-            js.write_bytes(fixed)
-    return applied
 
 
 def _precompress(root: Path) -> None:
@@ -162,10 +160,6 @@ def fetch(dest: Path = DIST, *, version: str = OHIF_VERSION, force: bool = False
         shutil.rmtree(staging, ignore_errors=True)
         raise FetchError(f"{OHIF_PACKAGE}@{version} has no dist/index.html; is it a prebuilt package?")
     _rebase(staging)
-    fixed = _fix_sr(staging)
-    if fixed != len(SR_FIXES):  # another build of OHIF: it runs, but a report without coordinates may not open
-        print(f"make viewer: {fixed} of the {len(SR_FIXES)} fixes of the DICOM SR viewer applied to "
-              f"{OHIF_PACKAGE}@{version}", file=sys.stderr)
     _precompress(staging)
     (staging / MARKER).write_text(install_id(version) + "\n")
     old = dest.with_name(dest.name + ".old")
