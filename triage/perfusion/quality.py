@@ -71,7 +71,9 @@ def high_noise_warnings(noise_native_hu: float, bin_factor: int, dt_s: float, pi
 
 def residue_warnings(evidence: dict | None) -> list[dict]:
     """Plug-flow-shaped tissue curves (``models.residue.family_evidence``): the exponential fit follows them with a
-    Tmax 0.5-1.4 s late (docs/perfusion.md), so Tmax > 6 s may be too large, and the core was off in some such cases."""
+    Tmax 0.5-1.4 s late when the tissue's dispersion is small and up to about 1 s early when it is large
+    (docs/perfusion.md, rounds 6 and 9). Of the 38 flagged held-out cases, 5 read Tmax > 6 s too large beyond
+    tolerance and 3 too small; the core was off in some."""
     if not evidence or evidence.get("best") != "box":
         return []
     res = evidence["residual"]
@@ -80,7 +82,8 @@ def residue_warnings(evidence: dict | None) -> list[dict]:
     gain = 1.0 - res["box"] / res["exp"]
     return [warning("residue_shape", "warning", "the tissue curves look like plug flow (a box-shaped residue explains "
                     f"the left-out frames with {100 * gain:.0f}% less residual than the exponential model used for the "
-                    "maps): Tmax may be 0.5-1.4 s late, so Tmax > 6 s may be too large, and the core may be off.",
+                    "maps): Tmax may be off by 0.5-1.4 s, late when the tissue's dispersion is small and early when "
+                    "it is large, so Tmax > 6 s may be too large or too small, and the core may be off.",
                     **{f"residual_{family}": round(float(value), 5) for family, value in res.items()})]
 
 
