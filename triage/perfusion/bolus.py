@@ -11,7 +11,9 @@ tissue (static anatomy cancels in a difference; the MAD ignores vessels and edge
 
 AIF/VOF: the reference is the brain tissue's own time to peak (TTP of the mean tissue curve). Arterial
 candidates peak before it, and within one frame of the earliest tall curve (a sinus can also peak before a
-late, broad tissue curve, but never before the arteries); venous ones peak at or after the tissue. Candidate working voxels are ranked (arterial:
+late, broad tissue curve, but never before the arteries); venous ones peak at or after the tissue, or at least
+VOF_MIN_LAG_S after the arteries (a sinus can peak before a tissue curve that a large delayed lesion pulls late).
+Candidate working voxels are ranked (arterial:
 peak height; venous: area) and their native-resolution curves sampled (motion-compensated) so that a
 small artery is not diluted by binning. The AIF averages the tallest native arterial voxels among the
 earliest-peaking ones, the VOF the largest-area late ones. A curve peaking at or after the tissue is
@@ -37,6 +39,10 @@ MAX_BASE_HU = 120.0      # pre-contrast HU of blood is 30-60; higher means bone 
 TISSUE_MAX_PEAK_HU = 100.0  # voxels enhancing more than this are vessels, not tissue, for the tissue TTP
 MAD_TO_SD = 1.4826
 EARLY_TALL_FRACTION = 0.25  # a working voxel this tall (of the tallest early one) sets the arterial time
+#: a venous outflow curve peaks at least this long after the arteries (the sinuses peak 4-8 s after them). It may
+#: peak before the mean tissue curve, whose peak a large delayed lesion pulls late: on clean scans with such a
+#: lesion, requiring "after the tissue" found no VOF at all (docs/perfusion.md, "Round 9")
+VOF_MIN_LAG_S = 2.0
 
 
 def robust_noise(frames: np.ndarray) -> float:
@@ -154,7 +160,10 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
         first_tall = ttp_w_s[early_m & (peak_w >= EARLY_TALL_FRACTION * peak_w[early_m].max())].min()
         early_m &= ttp_w_s <= first_tall + float(np.median(np.diff(times)))
     early = np.flatnonzero(early_m)
-    late = np.flatnonzero(tall & (ttp_w_s >= ttp_tis))
+    late_m = tall & (ttp_w_s >= ttp_tis)
+    if early.size:  # and the tall curves well after the arteries, even if before the tissue
+        late_m |= tall & (ttp_w_s >= ttp_w_s.ravel()[early].min() + VOF_MIN_LAG_S)
+    late = np.flatnonzero(late_m)
     flat = np.concatenate([_pick(early, peak_w.ravel(), N_CANDIDATES), _pick(late, area_w.ravel(), N_CANDIDATES)])
     if flat.size == 0:
         return {"ok": False, "reason": f"no intracranial curve peaks {MIN_AIF_HU:.0f} HU above baseline",
@@ -199,6 +208,11 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
     if noise_native > 0 and aif_peak < AIF_NOISE_FACTOR * noise_native:
         return {**result, "ok": False, "reason": f"arterial peak {aif_peak:.0f} HU is within {AIF_NOISE_FACTOR:.0f}x "
                                                  f"the noise ({noise_native:.0f} HU)"}
+    # the VOF: the largest-area curves peaking after the tissue or well after the chosen arteries
+    venous |= (p >= MIN_AIF_HU) & (tp >= aif_ttp + VOF_MIN_LAG_S)
+    v_idx = np.argsort(-np.where(venous, area, -1.0))[: min(N_VOF, int(venous.sum()))]
+    vof = c[:, v_idx].mean(axis=1) if v_idx.size else None
+    result.update(vof=vof, vof_voxels=pts[v_idx] if v_idx.size else None)
     scale = 1.0
     if vof is not None:
         a_area = np.trapezoid(np.clip(aif, 0, None), times)
