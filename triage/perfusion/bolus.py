@@ -133,6 +133,13 @@ def _pick(flat: np.ndarray, rank: np.ndarray, n: int) -> np.ndarray:
     return flat[np.argsort(-rank[flat])[:n]] if flat.size else flat
 
 
+def _mean_of_top(c: np.ndarray, mask: np.ndarray, rank: np.ndarray, n: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Mean curve (T,) of the ``n`` columns of c (T, M) ranked highest by ``rank`` within ``mask`` (None when the mask
+    is empty), and their column indices."""
+    idx = np.argsort(-np.where(mask, rank, -1.0))[: min(n, int(mask.sum()))]
+    return (c[:, idx].mean(axis=1) if idx.size else None), idx
+
+
 def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tissue_w: np.ndarray,
                    times: np.ndarray, baseline_end: int, k: int, motion_params: np.ndarray, keep: np.ndarray,
                    noise_native: float) -> dict:
@@ -180,8 +187,7 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
     arterial = (p >= MIN_AIF_HU) & (tp < ttp_tis)
     result: dict = {"tissue_ttp_s": ttp_tis, "aif_voxels": None, "vof_voxels": None, "aif_raw": None, "vof": None}
     venous = (p >= MIN_AIF_HU) & (tp >= ttp_tis)
-    v_idx = np.argsort(-np.where(venous, area, -1.0))[: min(N_VOF, int(venous.sum()))]
-    vof = c[:, v_idx].mean(axis=1) if v_idx.size else None
+    vof, v_idx = _mean_of_top(c, venous, area, N_VOF)
     result.update(vof=vof, vof_voxels=pts[v_idx] if v_idx.size else None)
     if not arterial.any():
         tallest = float(p.max())
@@ -195,8 +201,7 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
     first = tp[tall_a].min()
     dt = float(np.median(np.diff(times)))
     chosen = arterial & (tp <= first + dt) & (p_art >= 0.5 * p_art.max())
-    a_idx = np.argsort(-np.where(chosen, p, -1.0))[: min(N_AIF, int(chosen.sum()))]
-    aif = c[:, a_idx].mean(axis=1)
+    aif, a_idx = _mean_of_top(c, chosen, p, N_AIF)
     aif_peak = float(aif.max())
     aif_ttp = float(peak_time(aif[:, None], times)[0])
     result.update(aif_raw=aif, aif_voxels=pts[a_idx], aif_peak_raw_hu=aif_peak, aif_ttp_s=aif_ttp)
@@ -209,9 +214,7 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
         return {**result, "ok": False, "reason": f"arterial peak {aif_peak:.0f} HU is within {AIF_NOISE_FACTOR:.0f}x "
                                                  f"the noise ({noise_native:.0f} HU)"}
     # the VOF: the largest-area curves peaking after the tissue or well after the chosen arteries
-    venous |= (p >= MIN_AIF_HU) & (tp >= aif_ttp + VOF_MIN_LAG_S)
-    v_idx = np.argsort(-np.where(venous, area, -1.0))[: min(N_VOF, int(venous.sum()))]
-    vof = c[:, v_idx].mean(axis=1) if v_idx.size else None
+    vof, v_idx = _mean_of_top(c, venous | ((p >= MIN_AIF_HU) & (tp >= aif_ttp + VOF_MIN_LAG_S)), area, N_VOF)
     result.update(vof=vof, vof_voxels=pts[v_idx] if v_idx.size else None)
     scale = 1.0
     if vof is not None:
