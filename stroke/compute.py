@@ -14,7 +14,7 @@ Everything here is plain data in, plain data out (the calls cross a process boun
 :class:`ComputePool` (used by the gateway process) owns that one long-lived worker
 process (``spawn``, so no threads are forked). A worker that dies (killed, out of
 memory) is replaced on the next call, which raises :class:`WorkerCrashed` so the
-job can be retried.
+job can be retried; a worker whose gateway died ends itself.
 """
 
 from __future__ import annotations
@@ -138,6 +138,22 @@ class WorkerCrashed(RuntimeError):
     pass
 
 
+PARENT_CHECK_S = 1.0
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end the worker once the process that started it is gone. A gateway killed with SIGKILL
+    (out of memory, a crash) cannot stop its worker, and the worker would wait on its job queue forever, holding its
+    memory; the restarted gateway starts a new one."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 class ComputePool:
     def __init__(self):
         self._lock = threading.Lock()
@@ -146,7 +162,8 @@ class ComputePool:
     def _get(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_end_with_parent, initargs=(os.getpid(),))
             return self._pool
 
     def warm(self) -> None:
