@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = """
-import sys, time
+import time
 from stroke.compute import ComputePool, warm
 pool = ComputePool()
 print(pool.call(warm, timeout=120), flush=True)

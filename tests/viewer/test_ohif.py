@@ -220,5 +220,6 @@ def test_the_sr_viewer_fixes_apply_once(tmp_path):
     assert sum(ohif_fetch._patch_bundles(tmp_path, ohif_fetch.SR_FIXES)) == len(ohif_fetch.SR_FIXES)
     data = bundle.read_bytes()
     assert all(new in data and old not in data for old, new in ohif_fetch.SR_FIXES)
-    assert sum(ohif_fetch._patch_bundles(tmp_path, ohif_fetch.SR_FIXES)) == 0 and (tmp_path / "2.bundle.js").read_bytes() == b"untouched"
+    assert sum(ohif_fetch._patch_bundles(tmp_path, ohif_fetch.SR_FIXES)) == 0
+    assert (tmp_path / "2.bundle.js").read_bytes() == b"untouched"
     assert ohif_fetch.install_id("3.13.2") == f"3.13.2+{ohif_fetch.LOCAL_PATCH}"

@@ -136,7 +136,7 @@ def _pick(flat: np.ndarray, rank: np.ndarray, n: int) -> np.ndarray:
 def _mean_of_top(c: np.ndarray, mask: np.ndarray, rank: np.ndarray, n: int) -> tuple[np.ndarray | None, np.ndarray]:
     """Mean curve (T,) of the ``n`` columns of c (T, M) ranked highest by ``rank`` within ``mask`` (None when the mask
     is empty), and their column indices."""
-    idx = np.argsort(-np.where(mask, rank, -1.0))[: min(n, int(mask.sum()))]
+    idx = _pick(np.flatnonzero(mask), rank, n)
     return (c[:, idx].mean(axis=1) if idx.size else None), idx
 
 
@@ -187,7 +187,7 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
     arterial = (p >= MIN_AIF_HU) & (tp < ttp_tis)
     result: dict = {"tissue_ttp_s": ttp_tis, "aif_voxels": None, "vof_voxels": None, "aif_raw": None, "vof": None}
     venous = (p >= MIN_AIF_HU) & (tp >= ttp_tis)
-    vof, v_idx = _mean_of_top(c, venous, area, N_VOF)
+    vof, v_idx = _mean_of_top(c, venous, area, N_VOF)  # reported if no AIF is found; redone once the AIF's time is known
     result.update(vof=vof, vof_voxels=pts[v_idx] if v_idx.size else None)
     if not arterial.any():
         tallest = float(p.max())
