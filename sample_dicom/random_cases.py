@@ -1,7 +1,7 @@
 """Seed ranges and the scoring rule of the randomized-phantom generalization test (issue 8).
 
 Tuning seeds 0-99 may be looked at while developing the engine; held-out seeds 1000-1039, 2000-2039,
-3000-3039, 4000-4039, 5000-5039 and 6000-6039 are only scored (benchmarks/bench_generalization.py writes
+3000-3039, 4000-4039, 5000-5039, 6000-6039 and 7000-7039 are only scored (benchmarks/bench_generalization.py writes
 benchmarks/results/triage_generalization.json, and tests/triage/test_perfusion_heldout_random.py asserts on it).
 """
 
@@ -21,12 +21,15 @@ FOURTH_HELDOUT_SEEDS = tuple(range(4000, 4040))
 #: declared 2026-12-03 10:05 UTC with 2.1.1, before any engine ran on them; first scored with 2.1.2 (2.1.0's numbers)
 #: on 2026-12-03 in round 9, whose engine variants gained nothing: a third never-seen estimate of the shipped engine
 FIFTH_HELDOUT_SEEDS = tuple(range(5000, 5040))
-#: declared 2026-12-03 17:26 UTC with 2.1.2, before any engine ran on them: the set the next engine is judged on
+#: declared 2026-12-03 17:26 UTC with 2.1.2, before any engine ran on them; first scored with 2.2.0 (round 10), the
+#: next engine whose numbers changed
 SIXTH_HELDOUT_SEEDS = tuple(range(6000, 6040))
-#: the scored held-out sets by their key in triage_generalization.json (the sixth is not scored yet)
+#: declared 2026-12-03 19:56 UTC with 2.2.0, before any engine ran on them: the set the next engine is judged on
+SEVENTH_HELDOUT_SEEDS = tuple(range(7000, 7040))
+#: the scored held-out sets by their key in triage_generalization.json (the seventh is not scored yet)
 SCORED_HELDOUT_SETS = {"heldout": HELDOUT_SEEDS, "heldout_fresh": FRESH_HELDOUT_SEEDS,
                        "heldout_third": THIRD_HELDOUT_SEEDS, "heldout_fourth": FOURTH_HELDOUT_SEEDS,
-                       "heldout_fifth": FIFTH_HELDOUT_SEEDS}
+                       "heldout_fifth": FIFTH_HELDOUT_SEEDS, "heldout_sixth": SIXTH_HELDOUT_SEEDS}
 CORE_TOL = (5.0, 0.15)    # within max(5 mL, 15% of truth)
 TMAX6_TOL = (10.0, 0.15)  # within max(10 mL, 15% of truth)
 CLEAN_MAX_ML = 5.0        # lesion-free: core and Tmax > 6 s below this

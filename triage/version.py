@@ -3,4 +3,4 @@
 Bump the version on any change that can move a number (docs/perfusion.md lists the versions).
 """
 
-ALGORITHM: dict[str, str] = {"name": "telerad-ctp", "version": "2.1.3"}
+ALGORITHM: dict[str, str] = {"name": "telerad-ctp", "version": "2.2.0"}

@@ -86,15 +86,39 @@ def test_vof_on_a_clean_scan_whose_sinus_peaks_before_the_tissue(seed):
     assert vof is not None and vof["time_to_peak_s"] < aif["tissue_time_to_peak_s"]  # the case this covers
     assert vof["time_to_peak_s"] >= aif["time_to_peak_s"] + VOF_MIN_LAG_S
     assert _mm(vof["voxel_zyx"], ph.truth["vein_voxel_zyx"], ph.series.spacing_mm) < 12.0
-    a = p["aif"]
     times = np.asarray(aif["times_s"])
-    fine_t = np.arange(0.0, times[-1] + 30.0, physics.FINE_DT_S)
-    true_aif = physics.sample(fine_t, physics.arterial_curve(fine_t, arrival_s=a["arrival_s"], peak_hu=a["peak_hu"],
-                                                             alpha=a["alpha"], beta=a["beta_s"],
-                                                             recirculation=a["recirculation"]), times)
+    true_aif = _true_arterial(p, times)
     scaled = np.asarray(aif["curve_hu"]) * aif["partial_volume_scale"]
     ratio = np.trapezoid(np.clip(scaled, 0, None), times) / np.trapezoid(true_aif, times)
     assert 0.9 < ratio < 1.1, ratio
+
+
+def _true_arterial(p: dict, times: np.ndarray) -> np.ndarray:
+    from sample_dicom import physics
+
+    a = p["aif"]
+    fine_t = np.arange(0.0, times[-1] + 30.0, physics.FINE_DT_S)
+    return physics.sample(fine_t, physics.arterial_curve(fine_t, arrival_s=a["arrival_s"], peak_hu=a["peak_hu"],
+                                                         alpha=a["alpha"], beta=a["beta_s"],
+                                                         recirculation=a["recirculation"]), times)
+
+
+@pytest.mark.parametrize("seed", [20, 36])  # 256 x 256 tuning cases at 16-17 HU; the 2.1.3 AIF sat 12-15 HU high
+def test_aif_baseline_is_not_chosen_with_the_voxels(seed):
+    """The AIF's baseline comes from the mean of the chosen curves. 2.1.3 subtracted each voxel's own baseline (one or
+    two frames) before ranking the voxels by height, so it chose those whose baseline read low: before the bolus and
+    after it the AIF read 12-15 HU above the true arterial curve, which added a long false tail to its area."""
+    p = draw_parameters(seed)
+    r = analyze(make_random_phantom(seed, params=p).series)
+    aif = r.quality["aif"]
+    times, curve = np.asarray(aif["times_s"]), np.asarray(aif["curve_hu"])
+    true = _true_arterial(p, times)
+    amp = float(true @ curve / (true @ true))  # the measured AIF is partial-volumed: compare shapes
+    before = times < p["aif"]["arrival_s"]
+    tail = times > times[int(true.argmax())] + 15.0
+    assert before.sum() >= 3 and tail.sum() >= 10
+    assert abs(curve[before].mean()) < 5.0, curve[before]
+    assert abs(np.mean(curve[tail] - amp * true[tail])) < 5.0, curve[tail] - amp * true[tail]
 
 
 @pytest.mark.parametrize("dt,arrival_frames", [(1.0, 2.0), (1.0, 1.5), (1.5, 2.0), (2.0, 2.5)])

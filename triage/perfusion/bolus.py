@@ -13,11 +13,11 @@ AIF/VOF: the reference is the brain tissue's own time to peak (TTP of the mean t
 candidates peak before it, and within one frame of the earliest tall curve (a sinus can also peak before a
 late, broad tissue curve, but never before the arteries); venous ones peak at or after the tissue, or at least
 VOF_MIN_LAG_S after the arteries (a sinus can peak before a tissue curve that a large delayed lesion pulls late).
-Candidate working voxels are ranked (arterial:
-peak height; venous: area) and their native-resolution curves sampled (motion-compensated) so that a
-small artery is not diluted by binning. The AIF averages the tallest native arterial voxels among the
-earliest-peaking ones, the VOF the largest-area late ones. A curve peaking at or after the tissue is
-never used as an AIF. The AIF is rescaled by the VOF/AIF area ratio to undo arterial partial volume (the
+Candidate working voxels are ranked (arterial: peak height; venous: area) and their native-resolution curves
+sampled (motion-compensated) so that a small artery is not diluted by binning. The AIF averages the tallest native
+arterial voxels among the earliest-peaking ones, the VOF the largest-area late ones; each takes its baseline from
+the mean curve, after the choice (a choice by height over single voxels' own baselines selects their baseline
+noise). A curve peaking at or after the tissue is never used as an AIF. The AIF is rescaled by the VOF/AIF area ratio to undo arterial partial volume (the
 venous sinus is wide enough to be full). An AIF is never invented: when no candidate passes, the
 caller fails the analysis with "no_aif".
 """
@@ -133,11 +133,20 @@ def _pick(flat: np.ndarray, rank: np.ndarray, n: int) -> np.ndarray:
     return flat[np.argsort(-rank[flat])[:n]] if flat.size else flat
 
 
-def _mean_of_top(c: np.ndarray, mask: np.ndarray, rank: np.ndarray, n: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """Mean curve (T,) of the ``n`` columns of c (T, M) ranked highest by ``rank`` within ``mask`` (None when the mask
-    is empty), and their column indices."""
+def _mean_of_top(curves: np.ndarray, mask: np.ndarray, rank: np.ndarray, n: int,
+                 baseline_end: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Enhancement (T,) of the mean of the ``n`` raw curves (T, M) ranked highest by ``rank`` within ``mask`` (None
+    when the mask is empty), and their column indices.
+
+    The baseline is taken from the mean curve, after the choice (``own_baseline``): with each voxel's own baseline
+    subtracted first, a ranking by height prefers the voxels whose few baseline frames happen to read low, and at
+    18-20 HU the mean of the six chosen sat 25-35 HU above the true curve from the first frame to the last
+    (docs/perfusion.md, "Round 10")."""
     idx = _pick(np.flatnonzero(mask), rank, n)
-    return (c[:, idx].mean(axis=1) if idx.size else None), idx
+    if not idx.size:
+        return None, idx
+    mean = curves[:, idx].mean(axis=1)
+    return mean - own_baseline(mean[:, None], baseline_end)[0], idx
 
 
 def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tissue_w: np.ndarray,
@@ -180,14 +189,17 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
     pts = np.stack([np.repeat(wz, k * k), (wy[:, None] * k + dy.ravel()).ravel(),
                     (wx[:, None] * k + dx.ravel()).ravel()], axis=1)
     curves = _native_curves(hu, pts, motion_params, k, peak_w.shape)[keep]
-    c = curves - own_baseline(curves, baseline_end)
+    # ranked over the median of the common baseline frames: a median ignores an artery's rising last frame, and a
+    # choice among many voxels by a baseline of one or two frames each selects their noise (see _mean_of_top)
+    c = curves - np.median(curves[:max(1, baseline_end)], axis=0)
     p = np.where(curves[0] - c[0] < MAX_BASE_HU, c.max(axis=0), 0.0)  # skull-edge voxels moving in and out are not vessels
     tp = peak_time(c, times)
     area = np.clip(c, 0, None).sum(axis=0)
     arterial = (p >= MIN_AIF_HU) & (tp < ttp_tis)
     result: dict = {"tissue_ttp_s": ttp_tis, "aif_voxels": None, "vof_voxels": None, "aif_raw": None, "vof": None}
     venous = (p >= MIN_AIF_HU) & (tp >= ttp_tis)
-    vof, v_idx = _mean_of_top(c, venous, area, N_VOF)  # reported if no AIF is found; redone once the AIF's time is known
+    # reported if no AIF is found; redone once the AIF's time is known
+    vof, v_idx = _mean_of_top(curves, venous, area, N_VOF, baseline_end)
     result.update(vof=vof, vof_voxels=pts[v_idx] if v_idx.size else None)
     if not arterial.any():
         tallest = float(p.max())
@@ -201,7 +213,7 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
     first = tp[tall_a].min()
     dt = float(np.median(np.diff(times)))
     chosen = arterial & (tp <= first + dt) & (p_art >= 0.5 * p_art.max())
-    aif, a_idx = _mean_of_top(c, chosen, p, N_AIF)
+    aif, a_idx = _mean_of_top(curves, chosen, p, N_AIF, baseline_end)
     aif_peak = float(aif.max())
     aif_ttp = float(peak_time(aif[:, None], times)[0])
     result.update(aif_raw=aif, aif_voxels=pts[a_idx], aif_peak_raw_hu=aif_peak, aif_ttp_s=aif_ttp)
@@ -214,7 +226,8 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
         return {**result, "ok": False, "reason": f"arterial peak {aif_peak:.0f} HU is within {AIF_NOISE_FACTOR:.0f}x "
                                                  f"the noise ({noise_native:.0f} HU)"}
     # the VOF: the largest-area curves peaking after the tissue or well after the chosen arteries
-    vof, v_idx = _mean_of_top(c, venous | ((p >= MIN_AIF_HU) & (tp >= aif_ttp + VOF_MIN_LAG_S)), area, N_VOF)
+    vof, v_idx = _mean_of_top(curves, venous | ((p >= MIN_AIF_HU) & (tp >= aif_ttp + VOF_MIN_LAG_S)), area, N_VOF,
+                              baseline_end)
     result.update(vof=vof, vof_voxels=pts[v_idx] if v_idx.size else None)
     scale = 1.0
     if vof is not None:
