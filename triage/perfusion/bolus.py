@@ -17,8 +17,8 @@ Candidate working voxels are ranked (arterial: peak height; venous: area) and th
 sampled (motion-compensated) so that a small artery is not diluted by binning. The AIF averages the tallest native
 arterial voxels among the earliest-peaking ones, the VOF the largest-area late ones; each takes its baseline from
 the mean curve, after the choice (a choice by height over single voxels' own baselines selects their baseline
-noise). A curve peaking at or after the tissue is never used as an AIF. The AIF is rescaled by the VOF/AIF area ratio to undo arterial partial volume (the
-venous sinus is wide enough to be full). An AIF is never invented: when no candidate passes, the
+noise). A curve peaking at or after the tissue is never used as an AIF. The AIF is rescaled by the VOF/AIF area
+ratio to undo arterial partial volume (the venous sinus is wide enough to be full). An AIF is never invented: when no candidate passes, the
 caller fails the analysis with "no_aif".
 """
 
@@ -140,7 +140,7 @@ def _mean_of_top(curves: np.ndarray, mask: np.ndarray, rank: np.ndarray, n: int,
 
     The baseline is taken from the mean curve, after the choice (``own_baseline``): with each voxel's own baseline
     subtracted first, a ranking by height prefers the voxels whose few baseline frames happen to read low, and at
-    18-20 HU the mean of the six chosen sat 25-35 HU above the true curve from the first frame to the last
+    16-20 HU the mean of the six chosen sat 12-35 HU above the true curve from the first frame to the last
     (docs/perfusion.md, "Round 10")."""
     idx = _pick(np.flatnonzero(mask), rank, n)
     if not idx.size:
