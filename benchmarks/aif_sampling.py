@@ -35,7 +35,7 @@ from scipy.interpolate import CubicSpline  # noqa: E402
 from sample_dicom import physics  # noqa: E402
 from sample_dicom import random_residue as rr  # noqa: E402
 from sample_dicom.random_cases import TUNING_SEEDS  # noqa: E402
-from sample_dicom.random_phantom import draw_parameters  # noqa: E402
+from sample_dicom.random_phantom import draw_parameters, true_arterial_curve  # noqa: E402
 
 METHODS = ("continuous", "linear", "cubic")
 BETAS_S = np.arange(0.0, 4.51, 0.25)
@@ -68,9 +68,7 @@ def run(seeds: list[int], curves: int, seed: int = 5) -> dict:
         fam, ker, k = p["residue"]["family"], p["residue"]["kernel"], p["residue"]["shape_k"] or 3.0
         times = np.arange(p["n_times"]) * p["dt_s"]
         fine_t = np.arange(0.0, times[-1] + 30.0, physics.FINE_DT_S)
-        a = p["aif"]
-        aif_true = physics.arterial_curve(fine_t, arrival_s=a["arrival_s"], peak_hu=a["peak_hu"], alpha=a["alpha"],
-                                          beta=a["beta_s"], recirculation=a["recirculation"])
+        aif_true = true_arterial_curve(p, fine_t)
         sampled = physics.sample(fine_t, aif_true, times)
         known = {"continuous": aif_true, "linear": np.interp(fine_t, times, sampled),
                  "cubic": CubicSpline(times, sampled, bc_type="natural")(np.minimum(fine_t, times[-1]))}

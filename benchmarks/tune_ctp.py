@@ -50,16 +50,13 @@ def parse_seeds(spec: str) -> list[int]:
 def true_aif(params: dict):
     """Within the block the maps are fitted with the phantom's true arterial curve (scaled to the measured AIF's
     peak, so CBF keeps its partial-volume correction) instead of the measured AIF: the AIF's share of the error."""
-    from sample_dicom import physics
+    from sample_dicom.random_phantom import true_arterial_curve
     from triage.perfusion import pipeline
 
     measured = pipeline.maps.perfusion_maps
 
     def with_true_aif(conc, tissue, aif, dt_s, backend, **kw):
-        a = params["aif"]
-        t = np.arange(conc.shape[0]) * dt_s
-        curve = physics.arterial_curve(t, arrival_s=a["arrival_s"], peak_hu=a["peak_hu"], alpha=a["alpha"],
-                                       beta=a["beta_s"], recirculation=a["recirculation"])
+        curve = true_arterial_curve(params, np.arange(conc.shape[0]) * dt_s)
         return measured(conc, tissue, (curve * (aif.max() / curve.max())).astype(np.float32), dt_s, backend, **kw)
 
     pipeline.maps.perfusion_maps = with_true_aif

@@ -284,6 +284,13 @@ def _unit_curves(p, fine_t, aif_true, times, mtt, delay, beta, tissue):
     return cls, curves, tmax
 
 
+def true_arterial_curve(p: dict, t: np.ndarray) -> np.ndarray:
+    """The case's true arterial enhancement (HU) at times ``t`` (s), from its drawn parameters ``p["aif"]``."""
+    a = p["aif"]
+    return physics.arterial_curve(t, arrival_s=a["arrival_s"], peak_hu=a["peak_hu"], alpha=a["alpha"],
+                                  beta=a["beta_s"], recirculation=a["recirculation"])
+
+
 def make_random_phantom(seed: int, *, matrix: int | None = None, max_slices: int | None = None,
                         params: dict | None = None) -> RandomPhantom:
     """Build the case drawn from ``seed`` (see ``draw_parameters``); deterministic for a given seed."""
@@ -301,9 +308,7 @@ def make_random_phantom(seed: int, *, matrix: int | None = None, max_slices: int
 
     times = np.arange(p["n_times"]) * p["dt_s"]
     fine_t = np.arange(0.0, times[-1] + 30.0, physics.FINE_DT_S)
-    a = p["aif"]
-    aif_true = physics.arterial_curve(fine_t, arrival_s=a["arrival_s"], peak_hu=a["peak_hu"], alpha=a["alpha"],
-                                      beta=a["beta_s"], recirculation=a["recirculation"])
+    aif_true = true_arterial_curve(p, fine_t)
     venous = physics.dispersed_delayed(fine_t, aif_true, p["vein"]["delay_s"], p["vein"]["beta_s"])
     pv_art = float(np.clip(venous.max() / (p["vein"]["sinus_over_artery"] * aif_true.max()), 0.35, 1.0))
     cls, curves, tmax = _unit_curves(p, fine_t, aif_true, times, mtt, delay, beta, parenchyma)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sample_dicom.random_cases import HELDOUT_SEEDS, TUNING_SEEDS
-from sample_dicom.random_phantom import draw_parameters, make_random_phantom
+from sample_dicom.random_phantom import draw_parameters, make_random_phantom, true_arterial_curve
 from triage import analyze
 from triage.perfusion.bolus import VOF_MIN_LAG_S
 
@@ -94,13 +94,11 @@ def test_vof_on_a_clean_scan_whose_sinus_peaks_before_the_tissue(seed):
 
 
 def _true_arterial(p: dict, times: np.ndarray) -> np.ndarray:
+    """The case's true arterial curve as the scanner samples it at ``times``."""
     from sample_dicom import physics
 
-    a = p["aif"]
     fine_t = np.arange(0.0, times[-1] + 30.0, physics.FINE_DT_S)
-    return physics.sample(fine_t, physics.arterial_curve(fine_t, arrival_s=a["arrival_s"], peak_hu=a["peak_hu"],
-                                                         alpha=a["alpha"], beta=a["beta_s"],
-                                                         recirculation=a["recirculation"]), times)
+    return physics.sample(fine_t, true_arterial_curve(p, fine_t), times)
 
 
 @pytest.mark.parametrize("seed", [20, 36])  # 256 x 256 tuning cases at 16-17 HU; the 2.1.3 AIF sat 12-15 HU high

@@ -18,8 +18,8 @@ sampled (motion-compensated) so that a small artery is not diluted by binning. T
 arterial voxels among the earliest-peaking ones, the VOF the largest-area late ones; each takes its baseline from
 the mean curve, after the choice (a choice by height over single voxels' own baselines selects their baseline
 noise). A curve peaking at or after the tissue is never used as an AIF. The AIF is rescaled by the VOF/AIF area
-ratio to undo arterial partial volume (the venous sinus is wide enough to be full). An AIF is never invented: when no candidate passes, the
-caller fails the analysis with "no_aif".
+ratio to undo arterial partial volume (the venous sinus is wide enough to be full). An AIF is never invented: when
+no candidate passes, the caller fails the analysis with "no_aif".
 """
 
 from __future__ import annotations
@@ -191,8 +191,9 @@ def select_aif_vof(hu: np.ndarray, conc_w: np.ndarray, search_w: np.ndarray, tis
     curves = _native_curves(hu, pts, motion_params, k, peak_w.shape)[keep]
     # ranked over the median of the common baseline frames: a median ignores an artery's rising last frame, and a
     # choice among many voxels by a baseline of one or two frames each selects their noise (see _mean_of_top)
-    c = curves - np.median(curves[:max(1, baseline_end)], axis=0)
-    p = np.where(curves[0] - c[0] < MAX_BASE_HU, c.max(axis=0), 0.0)  # skull-edge voxels moving in and out are not vessels
+    base = np.median(curves[:baseline_end], axis=0)
+    c = curves - base
+    p = np.where(base < MAX_BASE_HU, c.max(axis=0), 0.0)  # skull-edge voxels moving in and out are not vessels
     tp = peak_time(c, times)
     area = np.clip(c, 0, None).sum(axis=0)
     arterial = (p >= MIN_AIF_HU) & (tp < ttp_tis)
